@@ -1,0 +1,142 @@
+"""Where the course runs: device, numeric precision, seeds and CPU threads.
+
+- device: CUDA > Apple MPS > CPU, or whatever ``FMLAB_DEVICE`` says (``cpu``, ``cuda``, ``mps``).
+- precision: bf16 autocast only on GPUs that do bf16 *natively* (compute capability >= 8.0, Ampere and
+  newer).  ``torch.cuda.is_bf16_supported()`` is not enough: it says True on a T4 (sm 7.5), which only
+  emulates bf16, slowly.  There we use fp16 with a gradient scaler; on MPS fp16 autocast; on CPU fp32.
+- seeds: `seed_everything` seeds Python, NumPy and torch; same seed, same numbers on CPU.
+- CPU threads: for models this small, more threads can be *slower* (thread start-up costs more than the
+  matrix work).  `tune_cpu_threads` times a few training steps with 1 and with all cores and keeps the
+  faster, caching the choice per machine (``FMLAB_THREADS`` overrides it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["setup", "pick_device", "autocast_dtype", "autocast", "needs_grad_scaler", "seed_everything",
+           "tune_cpu_threads", "describe"]
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """The best available device, or `prefer` / $FMLAB_DEVICE when given."""
+    name = prefer or os.environ.get("FMLAB_DEVICE")
+    if name:
+        if name not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"unknown device {name!r}; use 'cpu', 'cuda' or 'mps'")
+        if name == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("FMLAB_DEVICE=cuda but no CUDA GPU is visible; unset it to use the CPU")
+        if name == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError("FMLAB_DEVICE=mps but MPS is not available; unset it to use the CPU")
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on natively-bf16 GPUs, fp16 on older CUDA GPUs and MPS, None (fp32, no autocast) on CPU."""
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return None
+
+
+def needs_grad_scaler(device: torch.device) -> bool:
+    """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and does not."""
+    return device.type == "cuda" and autocast_dtype(device) == torch.float16
+
+
+def autocast(device: torch.device):
+    """Context manager for mixed precision on `device` (a no-op on CPU)."""
+    dtype = autocast_dtype(device)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); returns a CPU generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _cache_file() -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return root / "fmlab" / "cpu_threads.json"
+
+
+def _time_steps(model: torch.nn.Module, tokens: torch.Tensor, n_steps: int) -> float:
+    opt = torch.optim.AdamW(model.parameters(), lr=0.0)    # lr 0: the timing leaves the weights alone
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        logits = model(tokens)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    return (time.perf_counter() - start) / n_steps
+
+
+def tune_cpu_threads(model: torch.nn.Module | None = None, batch_size: int = 32, n_steps: int = 4,
+                     use_cache: bool = True) -> int:
+    """Set torch's CPU thread count to the faster of 1 and all cores, measured on `model`; returns it."""
+    if "FMLAB_THREADS" in os.environ:
+        n = int(os.environ["FMLAB_THREADS"])
+        torch.set_num_threads(n)
+        return n
+    cores = os.cpu_count() or 1
+    key = f"{torch.__version__}-{cores}"
+    cache = _cache_file()
+    if use_cache and cache.exists():
+        saved = json.loads(cache.read_text())
+        if key in saved:
+            torch.set_num_threads(saved[key]["threads"])
+            return saved[key]["threads"]
+    if model is None:
+        from .gpt import GPTConfig, MiniGPT
+        model = MiniGPT(GPTConfig(vocab_size=512))
+    tokens = torch.randint(0, model.cfg.vocab_size, (batch_size, model.cfg.block_size))
+    timings = {}
+    for n in sorted({1, cores}):
+        torch.set_num_threads(n)
+        _time_steps(model, tokens, 1)                       # warm-up
+        timings[n] = min(_time_steps(model, tokens, n_steps) for _ in range(2))
+    best = min(timings, key=timings.get)
+    torch.set_num_threads(best)
+    if use_cache:
+        saved = json.loads(cache.read_text()) if cache.exists() else {}
+        saved[key] = {"threads": best, "seconds_per_step": timings}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(saved, indent=1))
+    return best
+
+
+def describe(device: torch.device) -> str:
+    """One line: device, precision, threads -- printed at the top of every notebook."""
+    dtype = autocast_dtype(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    prec = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]
+    return f"device={name} precision={prec} torch={torch.__version__} cpu_threads={torch.get_num_threads()}"
+
+
+def setup(seed: int = 0, prefer: str | None = None) -> torch.device:
+    """What every notebook does first: pick the device, seed everything, tune CPU threads, say what it chose."""
+    dev = pick_device(prefer)
+    seed_everything(seed)
+    if dev.type == "cpu":
+        tune_cpu_threads()
+    print(describe(dev))
+    return dev

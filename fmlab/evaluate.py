@@ -1,0 +1,101 @@
+"""Measuring a language model: perplexity, task accuracy, fact recall, generated text.
+
+- `perplexity`: exp(mean next-token loss) on held-out text -- how surprised the model is per word.
+- `accuracy`: exact match of the model's *greedy* answer against the reference.  Greedy decoding produces
+  the reference exactly when, at every answer position, the reference token is the arg-max given the
+  prompt and the reference so far.  So one teacher-forced forward pass gives the same verdict as
+  generating token by token, at a fraction of the cost (`tests/test_evaluate.py` checks the equivalence).
+- `fact_recall`: the same test on cloze prompts ("ada lives in" -> "paris").
+- `answer` / `complete`: real generated text, for looking at outputs.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from .batches import IGNORE, encode_example, pad_batch
+from .gpt import MiniGPT
+from .tasks import format_prompt
+from .tokenizer import Tokenizer
+
+__all__ = ["perplexity", "accuracy", "fact_recall", "greedy_match", "answer", "complete", "encode_prompt"]
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def perplexity(model: MiniGPT, stream: torch.Tensor, max_windows: int = 200, batch_size: int = 64) -> float:
+    """Perplexity on a 1-D token stream, cut into non-overlapping windows of the model's context."""
+    T = model.cfg.block_size
+    n = min(max_windows, (stream.numel() - 1) // T)
+    if n < 1:
+        raise ValueError(f"need more than {T + 1} tokens to measure perplexity, got {stream.numel()}")
+    total, count = 0.0, 0
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(n, start + batch_size)) * T
+        window = torch.stack([stream[i:i + T + 1] for i in idx.tolist()]).to(_device(model))
+        logits = model(window[:, :-1]).float()
+        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), window[:, 1:].flatten(),
+                                                   reduction="sum").item()
+        count += window[:, 1:].numel()
+    return math.exp(total / count)
+
+
+@torch.no_grad()
+def greedy_match(model: MiniGPT, rows: Sequence[tuple[list[int], list[int]]], pad_id: int,
+                 batch_size: int = 128) -> torch.Tensor:
+    """Per row (prompt ids, answer ids): True iff greedy decoding after the prompt yields the answer."""
+    results = []
+    for start in range(0, len(rows), batch_size):
+        chunk = [(p + a[:-1], [IGNORE] * (len(p) - 1) + a) for p, a in rows[start:start + batch_size]]
+        batch = pad_batch(chunk, pad_id)
+        logits = model(batch["tokens"].to(_device(model)))
+        targets = batch["targets"].to(logits.device)
+        ok = (logits.argmax(-1) == targets) | (targets == IGNORE)
+        results.append(ok.all(dim=1).cpu())
+    return torch.cat(results) if results else torch.zeros(0, dtype=torch.bool)
+
+
+def accuracy(model: MiniGPT, tokenizer: Tokenizer, examples: Sequence[dict]) -> float:
+    """Exact-match accuracy of greedy answers (answer followed by <eos>) on instruction examples."""
+    if not examples:
+        raise ValueError("no examples to evaluate")
+    rows = [encode_example(tokenizer, ex) for ex in examples]
+    return greedy_match(model, rows, tokenizer.pad_id).float().mean().item()
+
+
+def fact_recall(model: MiniGPT, tokenizer: Tokenizer, probes: Sequence[dict]) -> float:
+    """Share of cloze probes whose greedy next word is the fact ('ada lives in' -> 'paris')."""
+    rows = [(tokenizer.encode(p["prompt"]), tokenizer.encode(p["answer"])) for p in probes]
+    return greedy_match(model, rows, tokenizer.pad_id).float().mean().item()
+
+
+def encode_prompt(model: MiniGPT, tokenizer: Tokenizer, text: str, room: int = 1) -> torch.Tensor:
+    """(1, T) ids of `text`, with a clear error when it is empty or leaves no room in the context."""
+    ids = tokenizer.encode(text)
+    if not ids:
+        raise ValueError("the prompt is empty: type at least one word")
+    limit = model.cfg.block_size - room
+    if len(ids) > limit:
+        raise ValueError(f"the prompt is {len(ids)} tokens; this model reads at most {limit} before "
+                         f"answering -- shorten it")
+    return torch.tensor([ids], device=_device(model))
+
+
+def complete(model: MiniGPT, tokenizer: Tokenizer, text: str, max_new_tokens: int = 30,
+             temperature: float = 0.0, top_k: int | None = None, seed: int | None = None) -> str:
+    """The model's continuation of `text` (without the prompt), stopping at <eos>."""
+    tokens = encode_prompt(model, tokenizer, text)
+    gen = torch.Generator(device=tokens.device).manual_seed(seed) if seed is not None else None
+    out = model.generate(tokens, max_new_tokens, temperature, top_k, tokenizer.eos_id, gen)
+    new = out[0, tokens.size(1):].tolist()
+    return tokenizer.decode(new[:new.index(tokenizer.eos_id)] if tokenizer.eos_id in new else new)
+
+
+def answer(model: MiniGPT, tokenizer: Tokenizer, example: dict, max_new_tokens: int = 16) -> str:
+    """The model's greedy answer to an instruction example."""
+    return complete(model, tokenizer, format_prompt(example), max_new_tokens)

@@ -1,0 +1,165 @@
+"""MiniGPT: a decoder-only transformer small enough to pre-train on a laptop CPU in about a minute.
+
+The architecture is GPT-2's (Radford et al. 2019), as in nanoGPT: token + position embeddings, a stack
+of pre-LayerNorm blocks (causal self-attention, then an MLP, each added to the *residual stream*), a final
+LayerNorm, and an output layer that shares its weight with the token embedding (tied embeddings).
+
+Simplifications vs GPT-2: no dropout by default, no KV cache in `generate` (contexts are 64 tokens), and
+no special weight initialisation beyond a scaled init of the residual projections.
+
+The residual stream -- the vector each position carries from block to block -- is where ReFT and the
+probes of notebook 05 work: `residual_stream()` reads it after every block, and a forward hook on
+``model.blocks[i]`` can edit it (returning a new output edits what later blocks see).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["GPTConfig", "MiniGPT"]
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int               # tokens in the tokenizer's vocabulary
+    block_size: int = 64          # longest context in tokens; prompts longer than this are an error
+    n_layer: int = 4              # transformer blocks
+    n_head: int = 4               # attention heads per block; n_embd must divide by it
+    n_embd: int = 128             # width of the residual stream
+    dropout: float = 0.0          # off: our models are small and data is plentiful
+    bias: bool = True             # biases in Linear and LayerNorm, as in GPT-2
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)   # query, key, value at once
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)      # back into the residual stream
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, h, T, d)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln1, self.attn = nn.LayerNorm(cfg.n_embd, bias=cfg.bias), CausalSelfAttention(cfg)
+        self.ln2, self.mlp = nn.LayerNorm(cfg.n_embd, bias=cfg.bias), MLP(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))   # pre-LN: normalise, transform, add back to the residual stream
+        return x + self.mlp(self.ln2(x))
+
+
+class MiniGPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.head.weight = self.tok_emb.weight    # tied embeddings: one matrix reads and writes tokens
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():   # GPT-2: scale residual projections by 1/sqrt(2 n_layer)
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m: nn.Module):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def _check(self, tokens: torch.Tensor):
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (batch, time), got shape {tuple(tokens.shape)}")
+        if tokens.size(1) > self.cfg.block_size:
+            raise ValueError(f"sequence of {tokens.size(1)} tokens is longer than the model's context "
+                             f"({self.cfg.block_size}); shorten the prompt")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.cfg.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.cfg.vocab_size}); was the text encoded "
+                             "with this model's tokenizer?")
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        self._check(tokens)
+        pos = torch.arange(tokens.size(1), device=tokens.device)
+        return self.tok_emb(tokens) + self.pos_emb(pos)          # (B, T, C): the residual stream at layer 0
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, vocab) for next-token prediction at every position."""
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+    def residual_stream(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """Hidden states [(B, T, C)] * (n_layer + 1): after the embedding (0) and after each block (1..L)."""
+        states = [self.embed(tokens)]
+        for block in self.blocks:
+            states.append(block(states[-1]))
+        return states
+
+    def num_params(self, trainable_only: bool = False) -> int:
+        """Parameters counted once (the tied head is not double counted)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    @torch.no_grad()
+    def generate(self, tokens: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
+                 top_k: int | None = None, stop_token: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Continue `tokens` (B, T).  temperature 0 = greedy; stops early once every row emitted stop_token."""
+        if tokens.size(1) == 0:
+            raise ValueError("empty prompt: give the model at least one token to continue")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        done = torch.zeros(tokens.size(0), dtype=torch.bool, device=tokens.device)
+        for _ in range(max_new_tokens):
+            logits = self(tokens[:, -self.cfg.block_size:])[:, -1, :].float()   # (B, vocab)
+            nxt = _sample(logits, temperature, top_k, generator)
+            if stop_token is not None:
+                nxt = torch.where(done, torch.full_like(nxt, stop_token), nxt)
+                done |= nxt == stop_token
+            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            if stop_token is not None and bool(done.all()):
+                break
+        return tokens
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
+            generator: torch.Generator | None) -> torch.Tensor:
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(1)

@@ -1,0 +1,146 @@
+"""The one training loop of the course.
+
+Pre-training, full fine-tuning, instruction tuning, LoRA, ReFT, multitask, continued pre-training, the
+reward model and DPO all call `train`.  What changes between them is only
+
+- the *batcher* (which text, which tokens carry loss -- see `fmlab.batches`),
+- which parameters are trainable (``requires_grad``), and
+- the *loss function*: by default `lm_loss` (next-token cross-entropy on targets that are not -100);
+  reward models and DPO pass their own ``loss_fn(model, batch) -> scalar``.
+
+The loop: AdamW, linear warm-up then cosine decay to ``min_lr_ratio * lr``, gradient clipping, mixed
+precision on GPUs (with a gradient scaler for fp16), a tqdm progress bar, evaluation callbacks at chosen
+steps, and a pandas DataFrame history (step, loss, lr, seconds, tokens_per_s, and one column per metric).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .batches import IGNORE, Batcher
+from .device import autocast, needs_grad_scaler
+
+__all__ = ["TrainConfig", "lm_loss", "lr_at", "train", "trainable_summary"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 600                 # optimizer steps
+    batch_size: int = 32             # sequences per step
+    lr: float = 3e-3                 # peak learning rate (after warm-up)
+    warmup: int = 50                 # steps of linear warm-up from 0; keeps early Adam steps small
+    min_lr_ratio: float = 0.1        # cosine decays to this fraction of lr at the last step
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW moments; 0.98 adapts faster than 0.999 on short runs
+    weight_decay: float = 0.1        # applied to matrices only (not biases, LayerNorms or 1-D params)
+    grad_clip: float = 1.0           # max global gradient norm; 0 disables clipping
+    eval_every: int = 0              # run the evaluation callbacks every N steps (0: only at eval_at)
+    eval_at: tuple[int, ...] = ()    # extra steps to evaluate at (0 = before any training)
+    seed: int = 0                    # seeds batch sampling
+    progress: bool = True            # show a tqdm progress bar
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over positions whose target is not IGNORE (-100)."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+
+
+def default_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    return lm_loss(model(batch["tokens"]), batch["targets"])
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for optimizer step `step` (0-based): linear warm-up, then cosine to min_lr_ratio*lr."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup - 1)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def trainable_summary(model: torch.nn.Module) -> str:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return f"trainable params: {trainable:,} / {total:,} ({100 * trainable / max(total, 1):.2f} %)"
+
+
+def _optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=cfg.betas)
+
+
+def _evaluate(model: torch.nn.Module, evals: dict[str, Callable]) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = {name: float(fn(model)) for name, fn in evals.items()}
+    model.train(was_training)
+    return out
+
+
+def train(model: torch.nn.Module, batches: Batcher, cfg: TrainConfig = TrainConfig(),
+          loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor] = default_loss,
+          evals: dict[str, Callable[[torch.nn.Module], float]] | None = None,
+          params: list[torch.nn.Parameter] | None = None,
+          callback: Callable[[pd.DataFrame], None] | None = None, callback_every: int = 50) -> pd.DataFrame:
+    """Train `model` in place; returns the history, one row per step (row 0 = evaluation before training).
+
+    params: what to optimise (default: every parameter with requires_grad, gathered once).
+    evals: name -> fn(model) -> float, run at eval_at / every eval_every steps and at the last step.
+    callback: called with the history so far every `callback_every` steps (live plots).
+    """
+    params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters: every parameter has requires_grad=False")
+    if cfg.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {cfg.steps}")
+    device = params[0].device
+    evals = evals or {}
+    opt = _optimizer(params, cfg)
+    scaler = torch.amp.GradScaler(device.type) if needs_grad_scaler(device) else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    eval_steps = set(cfg.eval_at) | {cfg.steps}
+    if cfg.eval_every:
+        eval_steps |= set(range(0, cfg.steps + 1, cfg.eval_every))
+    rows = [{"step": 0, "loss": float("nan"), "lr": 0.0, "seconds": 0.0, "tokens_per_s": float("nan"),
+             **(_evaluate(model, evals) if 0 in eval_steps else {})}]
+    model.train()
+    start, tokens_seen = time.perf_counter(), 0
+    for step in tqdm(range(cfg.steps), disable=not cfg.progress, desc="training", leave=False):
+        lr = lr_at(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        batch = {k: v.to(device) for k, v in batches(cfg.batch_size, gen).items()}
+        with autocast(device):
+            loss = loss_fn(model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; try a smaller lr")
+        opt.zero_grad(set_to_none=True)
+        (scaler.scale(loss) if scaler else loss).backward()
+        if scaler:
+            scaler.unscale_(opt)
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)   # a list, not a spent generator
+        scaler.step(opt) if scaler else opt.step()
+        if scaler:
+            scaler.update()
+        tokens_seen += int(batch["tokens"].numel())
+        elapsed = time.perf_counter() - start
+        row = {"step": step + 1, "loss": loss.item(), "lr": lr, "seconds": elapsed,
+               "tokens_per_s": tokens_seen / max(elapsed, 1e-9)}
+        paused = time.perf_counter()
+        if step + 1 in eval_steps:
+            row.update(_evaluate(model, evals))
+        rows.append(row)
+        if callback and ((step + 1) % callback_every == 0 or step + 1 == cfg.steps):
+            callback(pd.DataFrame(rows))
+        start += time.perf_counter() - paused    # evaluation and plotting are not training time
+    model.eval()
+    return pd.DataFrame(rows)

@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from fmlab import device
+
+
+def test_cpu_choices(monkeypatch):
+    monkeypatch.setenv("FMLAB_DEVICE", "cpu")
+    d = device.pick_device()
+    assert d.type == "cpu" and device.autocast_dtype(d) is None and not device.needs_grad_scaler(d)
+    monkeypatch.setenv("FMLAB_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="use 'cpu'"):
+        device.pick_device()
+
+
+def test_bf16_only_on_native_gpus(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 5))   # T4
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)        # emulated
+    assert device.autocast_dtype(cuda) == torch.float16 and device.needs_grad_scaler(cuda)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (8, 0))   # A100
+    assert device.autocast_dtype(cuda) == torch.bfloat16 and not device.needs_grad_scaler(cuda)
+
+
+def test_seed_everything_repeats():
+    device.seed_everything(3)
+    a = torch.rand(3)
+    device.seed_everything(3)
+    assert torch.equal(a, torch.rand(3))
+
+
+def test_thread_tuning_measures_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("FMLAB_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        n = device.tune_cpu_threads(n_steps=1)
+        assert n >= 1 and torch.get_num_threads() == n
+        assert (tmp_path / "fmlab" / "cpu_threads.json").exists()
+        assert device.tune_cpu_threads() == n
+        monkeypatch.setenv("FMLAB_THREADS", "1")
+        assert device.tune_cpu_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_autocast_runs():
+    d = torch.device("cuda")
+    with device.autocast(d):
+        y = torch.ones(4, 4, device=d) @ torch.ones(4, 4, device=d)
+    assert y.dtype == device.autocast_dtype(d)

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from fmlab.gpt import GPTConfig, MiniGPT
+
+
+def test_logits_shape_and_tied_embeddings(tiny_model):
+    x = torch.randint(0, tiny_model.cfg.vocab_size, (3, 10))
+    assert tiny_model(x).shape == (3, 10, tiny_model.cfg.vocab_size)
+    assert tiny_model.head.weight.data_ptr() == tiny_model.tok_emb.weight.data_ptr()
+    counted = sum(p.numel() for n, p in tiny_model.named_parameters())
+    assert tiny_model.num_params() == counted
+
+
+def test_causal_masking(tiny_model):
+    """Changing a future token never changes an earlier position's logits."""
+    x = torch.randint(0, tiny_model.cfg.vocab_size, (2, 12))
+    y = x.clone()
+    y[:, 7:] = (y[:, 7:] + 1) % tiny_model.cfg.vocab_size
+    torch.testing.assert_close(tiny_model(x)[:, :7], tiny_model(y)[:, :7])
+    assert not torch.allclose(tiny_model(x)[:, 7:], tiny_model(y)[:, 7:])
+
+
+def test_residual_stream_matches_forward(tiny_model):
+    x = torch.randint(0, tiny_model.cfg.vocab_size, (2, 9))
+    states = tiny_model.residual_stream(x)
+    assert len(states) == tiny_model.cfg.n_layer + 1
+    torch.testing.assert_close(tiny_model.head(tiny_model.ln_f(states[-1])), tiny_model(x))
+
+
+def test_hook_edits_residual_stream(tiny_model):
+    x = torch.randint(0, tiny_model.cfg.vocab_size, (1, 5))
+    before = tiny_model(x)
+    handle = tiny_model.blocks[0].register_forward_hook(lambda m, i, out: out + 1.0)
+    after = tiny_model(x)
+    handle.remove()
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(tiny_model(x), before)
+
+
+def test_generate_greedy_is_deterministic_and_stops(tiny_model):
+    x = torch.tensor([[3, 4]])
+    a = tiny_model.generate(x, 5)
+    assert a.shape == (1, 7) and torch.equal(a, tiny_model.generate(x, 5))
+    first = int(a[0, 2])
+    stopped = tiny_model.generate(x, 5, stop_token=first)
+    assert stopped.shape == (1, 3)
+    g = torch.Generator().manual_seed(0)
+    s1 = tiny_model.generate(x, 8, temperature=1.0, top_k=3, generator=g)
+    s2 = tiny_model.generate(x, 8, temperature=1.0, top_k=3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(s1, s2)
+
+
+def test_bad_inputs(tiny_model):
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        tiny_model(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError, match="token ids"):
+        tiny_model(torch.full((1, 3), 10_000))
+    with pytest.raises(ValueError, match="empty prompt"):
+        tiny_model.generate(torch.zeros(1, 0, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match="divisible"):
+        GPTConfig(vocab_size=10, n_embd=10, n_head=3)

@@ -1,0 +1,88 @@
+import dataclasses
+
+import pytest
+import torch
+
+from fmlab.batches import lm_batches
+from fmlab.gpt import GPTConfig, MiniGPT
+from fmlab.train import TrainConfig, lr_at, train
+
+CFG = TrainConfig(steps=15, batch_size=4, lr=1e-2, warmup=3, progress=False)
+
+
+def _run(seed=0, **kw):
+    torch.manual_seed(seed)
+    model = MiniGPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    stream = torch.arange(400) % 20
+    return model, train(model, lm_batches(stream, 8), dataclasses.replace(CFG, **kw))
+
+
+def test_same_seed_same_loss_curve():
+    _, h1 = _run()
+    _, h2 = _run()
+    assert h1["loss"].iloc[1:].tolist() == h2["loss"].iloc[1:].tolist()
+    _, h3 = _run(seed=1)
+    assert h1["loss"].iloc[1:].tolist() != h3["loss"].iloc[1:].tolist()
+
+
+def test_loss_falls_and_history_has_columns():
+    _, h = _run(steps=60)
+    assert {"step", "loss", "lr", "seconds", "tokens_per_s"} <= set(h.columns)
+    assert h["loss"].iloc[-5:].mean() < 0.5 * h["loss"].iloc[1:6].mean()
+
+
+def test_schedule_warmup_then_cosine_to_floor():
+    cfg = TrainConfig(steps=100, lr=1.0, warmup=10, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(99, cfg) == pytest.approx(0.1)
+    assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(10, 99))
+
+
+def test_only_trainable_parameters_move():
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.blocks[1].mlp.fc.weight.requires_grad_(True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train(model, lm_batches(torch.arange(400) % 20, 8), CFG)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]) == (k != "blocks.1.mlp.fc.weight"), k
+
+
+def test_evals_and_custom_loss():
+    calls = []
+
+    def loss_fn(model, batch):
+        calls.append(1)
+        return model(batch["tokens"]).pow(2).mean()
+
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    h = train(model, lm_batches(torch.arange(400) % 20, 8), dataclasses.replace(CFG, eval_at=(0, 5)),
+              loss_fn=loss_fn, evals={"const": lambda m: 1.0})
+    assert len(calls) == CFG.steps
+    assert h.dropna(subset=["const"])["step"].tolist() == [0, 5, 15]
+
+
+def test_clip_actually_clips(monkeypatch):
+    seen = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm):
+        params = list(params)
+        seen.append(len(params))
+        return real(params, max_norm)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    _run(steps=2)
+    assert seen and all(n > 0 for n in seen)
+
+
+def test_nothing_trainable_is_a_clear_error():
+    model = MiniGPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        train(model, lm_batches(torch.arange(400) % 20, 8), CFG)
