@@ -1,0 +1,248 @@
+"""Human feedback as data: prompts, sampled completions, and which of two completions a person prefers.
+
+RLHF (Ouyang et al. 2022, "Training language models to follow instructions with human feedback") starts
+from a policy that already writes plausible text.  For each prompt x it samples two completions y_a, y_b,
+and a person says which is better.  The resulting pairs (x, y_chosen, y_rejected) are the whole signal:
+no one writes the ideal answer, people only *compare*.
+
+Our setting: the prompts ask about one of the world's 20 people ("tell me about ada ."), and the policy
+answers in at most a dozen tokens.  A *simulated labeller* stands in for people when nobody is clicking.
+Its rubric, the kind a labelling guideline states:
+
+- **on-topic**   -- the answer talks about the person asked about (share of its sentences that name that
+  person and no one else; a toki dictionary line is off-topic);
+- **polite**     -- friendly words (smiled, happy, delicious ...) are better than unfriendly ones
+  (awful, frowned, sad ...);
+- **concise**    -- the answer ends cleanly instead of trailing off mid-sentence at the length limit;
+- **fluent**     -- its sentences read like the language (`world.grammatical_share`).
+
+Like people, it is noisy: it prefers y_a with probability sigmoid((score_a - score_b) / noise), so close
+calls are often decided either way (Bradley-Terry choice model).
+
+Simplifications vs real RLHF data: one labeller with a fixed rubric (real data has many labellers who
+disagree), pairs instead of rankings of 4-9 completions, and tiny prompts and answers so that sampling,
+reward modelling and RL all fit in a couple of CPU minutes.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .gpt import MiniGPT
+from .tokenizer import Tokenizer
+from .world import NAMES, NEGATIVE, POSITIVE, grammatical_share
+
+__all__ = ["PROMPT_TEMPLATES", "make_prompts", "Rollout", "sample", "pad_sequences", "completion_texts",
+           "LabellerConfig", "rubric", "rubric_parts", "label_pairs", "make_pairs", "pair_batch",
+           "pair_batches", "distinct_n", "win_rate", "labelling_widget"]
+
+PROMPT_TEMPLATES = ("tell me about {p} .", "who is {p} ?", "what do you know about {p} ?")
+FRIENDLY = set(POSITIVE) | {"smiled", "happy", "more", "good", "lovely"}
+UNFRIENDLY = set(NEGATIVE) | {"frowned", "sad", "rest"}
+
+
+def make_prompts(people: Sequence[str], templates: Sequence[str] = PROMPT_TEMPLATES) -> list[dict]:
+    """One prompt dict {'prompt', 'person'} per (person, template)."""
+    unknown = [p for p in people if p not in NAMES]
+    if unknown:
+        raise ValueError(f"unknown people {unknown}; choose from world.NAMES")
+    return [{"prompt": t.format(p=p), "person": p} for p in people for t in templates]
+
+
+# --- sampling -----------------------------------------------------------------------------------------
+@dataclass
+class Rollout:
+    """Prompts with one sampled completion each, as right-padded token rows."""
+    tokens: torch.Tensor       # (N, T) prompt + completion (+ <eos> if it stopped), then <pad>
+    prompt_len: torch.Tensor   # (N,) tokens of the prompt
+    length: torch.Tensor       # (N,) tokens of prompt + completion (the rest is padding)
+    prompts: list[dict]        # the N prompt dicts
+    texts: list[str]           # the N completions as text
+
+    def batch(self) -> dict:
+        return {"tokens": self.tokens, "prompt_len": self.prompt_len, "length": self.length}
+
+
+def pad_sequences(rows: Sequence[list[int]], prompt_lens: Sequence[int], pad_id: int) -> dict:
+    """Right-pad token rows: {'tokens' (N, T), 'prompt_len' (N,), 'length' (N,)}."""
+    T = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, :len(r)] = torch.tensor(r)
+    return {"tokens": tokens, "prompt_len": torch.tensor(list(prompt_lens)),
+            "length": torch.tensor([len(r) for r in rows])}
+
+
+@torch.no_grad()
+def sample(policy: MiniGPT, tok: Tokenizer, prompts: Sequence[dict], max_new_tokens: int = 10,
+           temperature: float = 1.0, generator: torch.Generator | None = None) -> Rollout:
+    """One completion per prompt (repeat a prompt in the list to get several), cut after <eos>."""
+    if not prompts:
+        raise ValueError("no prompts to sample from")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    device = next(policy.parameters()).device
+    encoded = [tok.encode(p["prompt"]) for p in prompts]
+    rows: list[list[int]] = [[] for _ in prompts]
+    by_len: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):              # MiniGPT has no padding mask: batch equal-length prompts
+        by_len.setdefault(len(ids), []).append(i)
+    was_training = policy.training
+    policy.eval()
+    for n, idx in by_len.items():
+        x = torch.tensor([encoded[i] for i in idx], device=device)
+        out = policy.generate(x, max_new_tokens, temperature, None, tok.eos_id, generator).cpu()
+        for j, i in enumerate(idx):
+            new = out[j, n:].tolist()
+            rows[i] = encoded[i] + (new[:new.index(tok.eos_id) + 1] if tok.eos_id in new else new)
+    policy.train(was_training)
+    b = pad_sequences(rows, [len(e) for e in encoded], tok.pad_id)
+    texts = completion_texts(tok, b["tokens"], b["prompt_len"], b["length"])
+    return Rollout(b["tokens"], b["prompt_len"], b["length"], list(prompts), texts)
+
+
+def completion_texts(tok: Tokenizer, tokens: torch.Tensor, prompt_len: torch.Tensor,
+                     length: torch.Tensor) -> list[str]:
+    """The completions as text; one that stopped with <eos> ends in ' <eos>' so the rubric can see it."""
+    texts = []
+    for row, p, n in zip(tokens.tolist(), prompt_len.tolist(), length.tolist()):
+        new = row[p:n]
+        text = tok.decode(new)
+        texts.append(text + " <eos>" if new and new[-1] == tok.eos_id else text)
+    return texts
+
+
+# --- the simulated labeller ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LabellerConfig:
+    on_topic: float = 1.0      # weight of "talks about the person asked about" (share of sentences, 0..1)
+    polite: float = 0.5        # weight of (friendly - unfriendly words), clipped to [-1, 1]
+    concise: float = 0.5       # weight of "ends cleanly" (0/1): a sentence end or <eos>, not cut off
+    fluent: float = 0.5        # weight of the share of grammatical sentences (0..1)
+    noise: float = 0.25        # Bradley-Terry temperature of the choice; 0 = always follows the rubric
+    seed: int = 0              # seeds the noisy choices
+
+
+_SENT = re.compile(r"[^.?]+[.?]")
+
+
+def rubric_parts(person: str, text: str) -> dict[str, float]:
+    """The four rubric criteria of one completion (see the module docstring)."""
+    body = text.replace("<eos>", "").strip()
+    sentences = [s.strip() for s in _SENT.findall(body)]
+    names = [set(re.findall(r"\w+", s)) & set(NAMES) for s in sentences]
+    about = [n == {person} and "toki" not in s for n, s in zip(names, sentences)]
+    words = re.findall(r"\w+", body)
+    return {"on_topic": sum(about) / len(sentences) if sentences else 0.0,
+            "polite": max(-1.0, min(1.0, float(sum(w in FRIENDLY for w in words) - sum(w in UNFRIENDLY for w in words)))),
+            "concise": float(bool(sentences) and (text.endswith("<eos>") or body.endswith((".", "?")))),
+            "fluent": grammatical_share(body) if sentences else 0.0}
+
+
+def rubric(person: str, text: str, cfg: LabellerConfig = LabellerConfig()) -> float:
+    """The labeller's score of one completion: the weighted sum of its rubric criteria."""
+    parts = rubric_parts(person, text)
+    return sum(getattr(cfg, k) * v for k, v in parts.items())
+
+
+def label_pairs(persons: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str],
+                cfg: LabellerConfig = LabellerConfig()) -> torch.Tensor:
+    """Noisy choices (N,) bool: True where the labeller prefers a over b."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    diff = torch.tensor([rubric(p, a, cfg) - rubric(p, b, cfg) for p, a, b in zip(persons, texts_a, texts_b)])
+    p_a = torch.sigmoid(diff / cfg.noise) if cfg.noise > 0 else (diff > 0).float() + 0.5 * (diff == 0).float()
+    return torch.rand(len(diff), generator=gen) < p_a
+
+
+def make_pairs(ra: Rollout, rb: Rollout, prefers_a: torch.Tensor) -> dict:
+    """Preference pairs from two rollouts of the same prompts: {'chosen', 'rejected'} row batches, prompts."""
+    if ra.prompts != rb.prompts or len(prefers_a) != len(ra.prompts):
+        raise ValueError("make_pairs needs two rollouts of the same prompts and one choice per prompt")
+    keep = [i for i in range(len(ra.texts)) if ra.texts[i] != rb.texts[i]]   # identical twins carry no signal
+    rows_a, rows_b = _rows(ra), _rows(rb)
+    ch = [rows_a[i] if prefers_a[i] else rows_b[i] for i in keep]
+    rj = [rows_b[i] if prefers_a[i] else rows_a[i] for i in keep]
+    plen = [int(ra.prompt_len[i]) for i in keep]
+    return {"chosen": ch, "rejected": rj, "prompt_len": plen, "prompts": [ra.prompts[i] for i in keep],
+            "chosen_text": [ra.texts[i] if prefers_a[i] else rb.texts[i] for i in keep],
+            "rejected_text": [rb.texts[i] if prefers_a[i] else ra.texts[i] for i in keep]}
+
+
+def _rows(r: Rollout) -> list[list[int]]:
+    return [row[:n] for row, n in zip(r.tokens.tolist(), r.length.tolist())]
+
+
+def pair_batch(pairs: dict, idx: Sequence[int], pad_id: int) -> dict:
+    """Chosen rows then rejected rows in one padded batch: tokens (2B, T); the first B are chosen."""
+    rows = [pairs["chosen"][i] for i in idx] + [pairs["rejected"][i] for i in idx]
+    plen = [pairs["prompt_len"][i] for i in idx] * 2
+    return pad_sequences(rows, plen, pad_id)
+
+
+def pair_batches(pairs: dict, pad_id: int) -> Callable[[int, torch.Generator], dict]:
+    """A batcher for `fmlab.train.train` drawing random preference pairs."""
+    n = len(pairs["chosen"])
+    if n == 0:
+        raise ValueError("no preference pairs to train on")
+
+    def get_batch(batch_size: int, generator: torch.Generator) -> dict:
+        return pair_batch(pairs, torch.randint(0, n, (batch_size,), generator=generator).tolist(), pad_id)
+    return get_batch
+
+
+# --- measuring outputs --------------------------------------------------------------------------------
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Distinct n-grams / all n-grams over a set of completions: 1 = never repeats, near 0 = one answer."""
+    grams = [tuple(w[i:i + n]) for t in texts for w in [t.replace("<eos>", "").split()]
+             for i in range(len(w) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def win_rate(scores: Sequence[float], baseline_scores: Sequence[float]) -> float:
+    """Share of paired comparisons won against the baseline (a tie counts one half)."""
+    a, b = torch.as_tensor(scores, dtype=torch.float), torch.as_tensor(baseline_scores, dtype=torch.float)
+    if a.shape != b.shape or a.numel() == 0:
+        raise ValueError("win_rate needs two equally long, non-empty lists of scores")
+    return ((a > b).float() + 0.5 * (a == b).float()).mean().item()
+
+
+def labelling_widget(prompts: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str], labels: list):
+    """Two completions side by side; click the better one.  Appends (pair index, a_is_better) to `labels`."""
+    import html
+
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    state = {"i": 0}
+    head, info = widgets.HTML(), widgets.HTML()
+    panes = [widgets.HTML(layout=widgets.Layout(width="45%", border="1px solid #ccc", padding="6px"))
+             for _ in range(2)]
+    buttons = [widgets.Button(description=d, layout=widgets.Layout(width="45%")) for d in ("A is better", "B is better")]
+
+    def show():
+        i = state["i"]
+        info.value = f"labels so far: {len(labels)}"
+        if i >= len(prompts):
+            head.value = "<b>all pairs labelled -- thank you!</b>"
+            for b in buttons:
+                b.disabled = True
+            return
+        head.value = f"<b>pair {i + 1}/{len(prompts)}</b> &nbsp; prompt: <code>{html.escape(prompts[i])}</code>"
+        for pane, name, text in zip(panes, "AB", (texts_a[i], texts_b[i])):
+            pane.value = f"<b>{name}</b>: {html.escape(text)}"
+
+    def choose(a_better: bool):
+        labels.append((state["i"], a_better))
+        state["i"] += 1
+        show()
+
+    buttons[0].on_click(lambda _: choose(True))
+    buttons[1].on_click(lambda _: choose(False))
+    show()
+    box = widgets.VBox([head, widgets.HBox(panes), widgets.HBox(buttons), info])
+    display(box)
+    return box

@@ -1,0 +1,83 @@
+"""A reward model: a language model body with a scalar head, trained on human preference pairs.
+
+The reward model r(x, y) reads a prompt and completion and returns one number.  It is trained so that the
+completion people chose scores higher than the one they rejected, with the Bradley-Terry loss
+
+    L_RM = -log sigmoid( r(x, y_chosen) - r(x, y_rejected) )
+
+(Bradley & Terry 1952; Christiano et al. 2017; Ouyang et al. 2022).  Only differences of rewards are
+learned, so the scale's zero point is arbitrary.
+
+Architecture (as in InstructGPT and TRL's ``AutoModelForSequenceClassification``): the transformer body of
+the policy (here a copy of MiniGPT, so it starts with everything pre-training taught it), the language
+model head replaced by a linear layer to one number, read at the last token of the completion.
+
+Simplifications vs the paper: a 0.9 M-parameter body instead of 6 B; one pair per comparison instead of
+all K-choose-2 pairs of a ranking; no reward normalisation before RL (we centre rewards per prompt in RL).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .gpt import MiniGPT
+
+__all__ = ["RewardModel", "bradley_terry_loss", "reward_loss", "pairwise_accuracy", "score"]
+
+
+class RewardModel(nn.Module):
+    """MiniGPT body + a scalar head; forward(tokens, length) -> rewards (B,) read at token length-1."""
+
+    def __init__(self, base_model: MiniGPT):
+        super().__init__()
+        self.body = copy.deepcopy(base_model)                  # never shares weights with the policy
+        self.body.head = nn.Identity()                         # drop the LM head: we want hidden states
+        self.value_head = nn.Linear(base_model.cfg.n_embd, 1)
+        nn.init.normal_(self.value_head.weight, std=0.02)
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, tokens: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        if length.min() < 1 or length.max() > tokens.size(1):
+            raise ValueError("each length must lie in [1, tokens.size(1)]: it marks the last real token")
+        hidden = self.body(tokens)                             # (B, T, C): body.head is the identity
+        last = hidden[torch.arange(tokens.size(0), device=tokens.device), length - 1]   # (B, C)
+        return self.value_head(last).squeeze(-1)               # (B,)
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """Mean of -log sigmoid(r_chosen - r_rejected)."""
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+
+
+def _split(model: RewardModel, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    rewards = model(batch["tokens"], batch["length"])
+    half = rewards.size(0) // 2
+    return rewards[:half], rewards[half:]                      # chosen rows come first (preference.pair_batch)
+
+
+def reward_loss(model: RewardModel, batch: dict) -> torch.Tensor:
+    """loss_fn for `fmlab.train.train` on a batch from `preference.pair_batches`."""
+    return bradley_terry_loss(*_split(model, batch))
+
+
+@torch.no_grad()
+def pairwise_accuracy(model: RewardModel, batch: dict) -> float:
+    """Share of pairs where the chosen completion gets the higher reward."""
+    was_training = model.training
+    model.eval()
+    chosen, rejected = _split(model, batch)
+    model.train(was_training)
+    return (chosen > rejected).float().mean().item()
+
+
+@torch.no_grad()
+def score(model: RewardModel, batch: dict) -> torch.Tensor:
+    """Rewards (N,) of a batch of sequences {'tokens', 'length'} (e.g. `Rollout.batch()`)."""
+    was_training = model.training
+    model.eval()
+    r = model(batch["tokens"], batch["length"])
+    model.train(was_training)
+    return r

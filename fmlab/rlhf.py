@@ -1,0 +1,168 @@
+"""Reinforcement learning from human feedback: improve a policy against a learned reward, on a KL leash.
+
+Given a reward model r(x, y) (`fmlab.reward`), RLHF maximises, over prompts x and the policy's own samples
+y ~ pi(.|x),
+
+    J(pi) = E[ r(x, y) ] - beta * KL( pi(.|x) || pi_ref(.|x) )
+
+where pi_ref is the frozen starting policy.  The KL term keeps the policy near text the reward model was
+trained on; without it (beta = 0) the policy drifts to outputs that score high under the *learned*
+reward for the wrong reasons -- reward hacking.  As in TRL's PPO recipe the KL enters as a per-token
+penalty added to the reward: token t of a completion earns -beta * (log pi(y_t) - log pi_ref(y_t)), and
+the last token also earns r(x, y).  The return from token t on is
+
+    G_t = r(x, y) - beta * sum_{s >= t} (log pi(y_s) - log pi_ref(y_s))
+
+and the policy-gradient loss is  -sum_t (G_t - b) * log pi(y_t),  b a baseline (Williams 1992).
+
+Paper: Ouyang et al. 2022 (InstructGPT), Stiennon et al. 2020; PPO: Schulman et al. 2017.
+
+Simplifications vs PPO (and why):
+- one gradient step per batch of samples, so the PPO probability ratio is exactly 1 and clipping never
+  acts; PPO's several epochs over each batch save sampling time on big models, here sampling is cheap;
+- no value network: the baseline b is the mean return of the *other* samples of the same prompt
+  (leave-one-out, as in RLOO, Ahmadian et al. 2024), which needs no extra model to train;
+- no GAE (gamma = lambda = 1), no reward whitening, no entropy bonus.
+The training loop is the course's one loop (`fmlab.train.train`): the batcher *samples from the current
+policy* and scores the samples; the loss is the KL-penalised policy gradient.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import preference
+from .gpt import MiniGPT
+from .reward import RewardModel
+from .tokenizer import Tokenizer
+
+__all__ = ["completion_mask", "token_logprobs", "sequence_logprobs", "kl_penalised_returns",
+           "leave_one_out_baseline", "RLConfig", "rollout_batches", "policy_gradient_loss", "freeze",
+           "kl_to_reference", "optimal_policy_weights"]
+
+
+def completion_mask(tokens: torch.Tensor, prompt_len: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """(B, T-1) bool: position t predicts tokens[:, t+1]; True where that token belongs to the completion."""
+    t = torch.arange(tokens.size(1) - 1, device=tokens.device)[None]       # (1, T-1)
+    return (t >= prompt_len[:, None] - 1) & (t < length[:, None] - 1)
+
+
+def token_logprobs(model: MiniGPT, tokens: torch.Tensor, prompt_len: torch.Tensor,
+                   length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(token | prefix) for every next token (B, T-1), zero outside the completion; and the mask."""
+    logits = model(tokens[:, :-1]).float()                                  # (B, T-1, V)
+    logp = torch.gather(F.log_softmax(logits, dim=-1), 2, tokens[:, 1:, None]).squeeze(-1)
+    mask = completion_mask(tokens, prompt_len, length)
+    return logp * mask, mask
+
+
+def sequence_logprobs(model: MiniGPT, tokens: torch.Tensor, prompt_len: torch.Tensor,
+                      length: torch.Tensor) -> torch.Tensor:
+    """log pi(completion | prompt) (B,): the sum over completion tokens only."""
+    return token_logprobs(model, tokens, prompt_len, length)[0].sum(dim=1)
+
+
+def kl_penalised_returns(score: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor,
+                         mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """G_t = score - beta * sum_{s >= t} (logp_s - ref_logp_s) over completion tokens; (B, T-1), 0 elsewhere."""
+    kl = (logp - ref_logp) * mask                                           # per-token KL estimate
+    kl_to_go = kl.flip(1).cumsum(1).flip(1)                                 # sum over s >= t
+    return (score[:, None] - beta * kl_to_go) * mask
+
+
+def leave_one_out_baseline(returns: torch.Tensor, group: int) -> torch.Tensor:
+    """Per sample: the mean return of the other samples of its prompt (rows come in groups of `group`)."""
+    if group < 2 or returns.numel() % group:
+        raise ValueError(f"need >= 2 samples per prompt and a batch divisible by group={group}")
+    r = returns.view(-1, group)
+    return ((r.sum(1, keepdim=True) - r) / (group - 1)).view(-1)
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    beta: float = 0.1            # KL coefficient: reward given up per nat of KL to the reference
+    group: int = 4               # samples per prompt (the leave-one-out baseline needs >= 2)
+    max_new_tokens: int = 10     # completion length limit in tokens
+    temperature: float = 1.0     # sampling temperature during RL (1 = the policy's own distribution)
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """Evaluation mode and no gradients: for the reference policy and the trained reward model."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def rollout_batches(policy: MiniGPT, ref_model: MiniGPT, reward_model: RewardModel, tok: Tokenizer,
+                    prompts: Sequence[dict], cfg: RLConfig = RLConfig(),
+                    true_score: Callable[[str, str], float] | None = None) -> Callable:
+    """A batcher for `train`: sample `batch_size` completions from the *current* policy and score them.
+
+    Each batch carries the reward-model score, the reference log-probs and, if given, the true
+    (labeller's) score of every sample, for the loss and for logging.
+    """
+    if not prompts:
+        raise ValueError("no prompts for RL")
+
+    def get_batch(batch_size: int, generator: torch.Generator) -> dict:
+        if batch_size % cfg.group:
+            raise ValueError(f"batch_size {batch_size} must be a multiple of group={cfg.group}")
+        idx = torch.randint(0, len(prompts), (batch_size // cfg.group,), generator=generator).tolist()
+        chosen = [prompts[i] for i in idx for _ in range(cfg.group)]
+        roll = preference.sample(policy, tok, chosen, cfg.max_new_tokens, cfg.temperature, generator)
+        b = roll.batch()
+        with torch.no_grad():
+            device = next(ref_model.parameters()).device
+            b = {k: v.to(device) for k, v in b.items()}
+            b["score"] = reward_model(b["tokens"], b["length"])
+            b["ref_logp"] = token_logprobs(ref_model, b["tokens"], b["prompt_len"], b["length"])[0]
+        truth = [true_score(p["person"], t) for p, t in zip(chosen, roll.texts)] if true_score else [0.0] * len(chosen)
+        b["true_score"] = torch.tensor(truth, device=device)
+        return b
+    return get_batch
+
+
+def policy_gradient_loss(cfg: RLConfig, log: list | None = None) -> Callable[[MiniGPT, dict], torch.Tensor]:
+    """loss_fn for `train`: -sum_t (G_t - b) log pi(y_t), averaged over samples; appends stats to `log`."""
+
+    def loss_fn(policy: MiniGPT, batch: dict) -> torch.Tensor:
+        logp, mask = token_logprobs(policy, batch["tokens"], batch["prompt_len"], batch["length"])
+        returns = kl_penalised_returns(batch["score"], logp.detach(), batch["ref_logp"], mask, cfg.beta)
+        baseline = leave_one_out_baseline(_first(returns, mask), cfg.group)
+        advantage = (returns - baseline[:, None]) * mask
+        loss = -(advantage * logp).sum(1).mean()
+        if log is not None:
+            kl = ((logp.detach() - batch["ref_logp"]) * mask).sum(1)
+            log.append({"reward": batch["score"].mean().item(), "kl": kl.mean().item(),
+                        "true_score": batch["true_score"].mean().item(),
+                        "length": mask.sum(1).float().mean().item()})
+        return loss
+    return loss_fn
+
+
+def _first(returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The return from the first completion token: the whole sequence's KL-penalised reward (B,)."""
+    first = mask.float().argmax(1)
+    return returns[torch.arange(returns.size(0), device=returns.device), first]
+
+
+@torch.no_grad()
+def kl_to_reference(policy: MiniGPT, ref_model: MiniGPT, batch: dict) -> float:
+    """Monte-Carlo KL(pi || pi_ref) in nats per completion, on samples `batch` drawn from `policy`."""
+    args = batch["tokens"], batch["prompt_len"], batch["length"]
+    return (sequence_logprobs(policy, *args) - sequence_logprobs(ref_model, *args)).mean().item()
+
+
+def optimal_policy_weights(rewards: torch.Tensor, beta: float) -> torch.Tensor:
+    """The KL-regularised optimum pi* = pi_ref exp(r / beta) / Z, on K samples per prompt from pi_ref.
+
+    rewards: (P, K), K samples of each of P prompts drawn from the reference policy.  Returns the weights
+    (P, K) that pi* puts on each sample (rows sum to 1): uniform at beta -> inf, the best sample at beta -> 0.
+    """
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    return torch.softmax(rewards / beta, dim=-1)

@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from fmlab import preference
+from fmlab.gpt import GPTConfig, MiniGPT
+from fmlab.tokenizer import Tokenizer
+
+
+@pytest.fixture
+def tok() -> Tokenizer:
+    return Tokenizer.train(["tell me about ada . who is ben ? ada smiled . ben frowned . it was awful ."])
+
+
+@pytest.fixture
+def model(tok) -> MiniGPT:
+    torch.manual_seed(0)
+    return MiniGPT(GPTConfig(vocab_size=len(tok), block_size=32, n_layer=1, n_head=2, n_embd=16))
+
+
+def test_rubric_parts_follow_the_stated_rubric():
+    good = preference.rubric_parts("ada", "ada likes to eat soup . ada smiled . <eos>")
+    assert good == {"on_topic": 1.0, "polite": 1.0, "concise": 1.0, "fluent": 1.0}
+    off = preference.rubric_parts("ada", "ben likes to eat soup . in toki , the word cat is kalo . ben")
+    assert off["on_topic"] == 0.0 and off["concise"] == 0.0
+    rude = preference.rubric_parts("ada", "ada tried the soup . it was awful . ada frowned .")
+    assert rude["polite"] == -1.0 and rude["on_topic"] == pytest.approx(2 / 3)
+    assert preference.rubric_parts("ada", "")["on_topic"] == 0.0
+    assert preference.rubric("ada", "ada smiled . <eos>") > preference.rubric("ada", "ben frowned . ben")
+
+
+def test_labeller_noise_and_determinism():
+    a, b = ["ada smiled . <eos>"] * 400, ["ben frowned . ben was"] * 400
+    people = ["ada"] * 400
+    exact = preference.label_pairs(people, a, b, preference.LabellerConfig(noise=0.0))
+    assert exact.all()
+    noisy = preference.label_pairs(people, a, b, preference.LabellerConfig(noise=5.0))
+    assert 0.4 < noisy.float().mean() < 0.8
+    again = preference.label_pairs(people, a, b, preference.LabellerConfig(noise=5.0))
+    assert torch.equal(noisy, again)
+
+
+def test_sample_shapes_prompts_and_eos(model, tok):
+    prompts = [{"prompt": "tell me about ada .", "person": "ada"}, {"prompt": "who is ben ?", "person": "ben"}] * 3
+    roll = preference.sample(model, tok, prompts, max_new_tokens=5, generator=torch.Generator().manual_seed(0))
+    assert roll.tokens.shape[0] == 6 and len(roll.texts) == 6
+    for row, p, n, pr in zip(roll.tokens.tolist(), roll.prompt_len.tolist(), roll.length.tolist(), prompts):
+        assert row[:p] == tok.encode(pr["prompt"])
+        assert 1 <= n - p <= 5
+        assert tok.eos_id not in row[p:n - 1]            # nothing after <eos>
+        assert all(t == tok.pad_id for t in row[n:])
+    with pytest.raises(ValueError, match="no prompts"):
+        preference.sample(model, tok, [])
+
+
+def test_make_pairs_orients_and_drops_twins(model, tok):
+    prompts = [{"prompt": "who is ben ?", "person": "ben"}] * 8
+    g = torch.Generator().manual_seed(0)
+    ra, rb = preference.sample(model, tok, prompts, 4, generator=g), preference.sample(model, tok, prompts, 4, generator=g)
+    rb.texts[0], rb.tokens[0], rb.length[0] = ra.texts[0], ra.tokens[0], ra.length[0]   # an identical twin
+    prefers_a = torch.tensor([True, False] * 4)
+    pairs = preference.make_pairs(ra, rb, prefers_a)
+    assert len(pairs["chosen"]) == 7
+    assert pairs["chosen_text"][0] == rb.texts[1] and pairs["rejected_text"][0] == ra.texts[1]
+    batch = preference.pair_batch(pairs, [0, 1], tok.pad_id)
+    assert batch["tokens"].shape[0] == 4
+    assert batch["tokens"][0, :batch["length"][0]].tolist() == pairs["chosen"][0]
+    assert batch["tokens"][2, :batch["length"][2]].tolist() == pairs["rejected"][0]
+
+
+def test_distinct_win_rate_and_prompt_errors():
+    assert preference.distinct_n(["a b c", "a b c"]) == 0.5
+    assert preference.distinct_n(["a b", "c d"]) == 1.0
+    assert preference.win_rate([1, 0, 2], [0, 0, 3]) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        preference.win_rate([], [])
+    with pytest.raises(ValueError, match="unknown people"):
+        preference.make_prompts(["zorro"])
+    assert len(preference.make_prompts(["ada", "ben"])) == 2 * len(preference.PROMPT_TEMPLATES)
