@@ -29,8 +29,8 @@ import torch.nn as nn
 
 from .checkpoint import load_tensors, save_tensors
 
-__all__ = ["LoraConfig", "LoRALinear", "ATTENTION", "ALL_LINEAR", "apply", "remove", "merge", "unmerge",
-           "lora_layers", "adapter_state", "count_params", "save", "load"]
+__all__ = ["LoraConfig", "LoRALinear", "TokenRows", "ATTENTION", "ALL_LINEAR", "apply", "remove", "merge",
+           "unmerge", "lora_layers", "token_layers", "adapter_state", "count_params", "save", "load"]
 
 ATTENTION = ("attn.qkv", "attn.proj")                    # MiniGPT's attention projections
 ALL_LINEAR = ATTENTION + ("mlp.fc", "mlp.proj")          # ... and its MLP (the tied output head excluded)
@@ -42,6 +42,7 @@ class LoraConfig:
     alpha: float = 16.0                      # α: the update is scaled by α / r (α = 2 r is a common default)
     dropout: float = 0.0                     # dropout on the adapter's input only (the base path is untouched)
     targets: tuple[str, ...] = ATTENTION     # wrap every nn.Linear whose name ends with one of these
+    train_tokens: tuple[int, ...] = ()       # token ids whose embedding rows also train (new words, labels)
     seed: int = 0                            # initialises A (B starts at zero)
 
     def __post_init__(self):
@@ -54,6 +55,10 @@ class LoraConfig:
         if isinstance(self.targets, str) or not self.targets:
             raise ValueError(f"targets must be a non-empty tuple of module names, e.g. {ATTENTION}, "
                              f"got {self.targets!r}")
+        if len(set(self.train_tokens)) != len(self.train_tokens) or any(
+                not isinstance(i, int) or i < 0 for i in self.train_tokens):
+            raise ValueError(f"train_tokens must be distinct token ids >= 0, got {self.train_tokens!r}; "
+                             "e.g. tuple(tok.encode('positive negative'))")
 
     @property
     def scaling(self) -> float:
@@ -101,6 +106,31 @@ class LoRALinear(nn.Module):
             self.merged = False
 
 
+class TokenRows(nn.Module):
+    """An embedding (or the output layer tied to it) whose rows `ids` get a trainable delta: W' = W + Δ[ids].
+
+    peft's ``trainable_token_indices`` does the same: a word the base model never saw (a new label) has
+    an embedding the pre-training never shaped, and a low-rank update of the *other* layers struggles to
+    compensate; training just those rows costs k × d numbers.  Embedding and tied head share one Δ.
+    """
+
+    def __init__(self, base: nn.Embedding | nn.Linear, ids: torch.Tensor, delta: nn.Parameter):
+        super().__init__()
+        self.base, self.delta = base, delta
+        self.register_buffer("ids", ids, persistent=False)
+        self.merged = False
+
+    def weight(self) -> torch.Tensor:
+        if self.merged:
+            return self.base.weight
+        return self.base.weight.index_add(0, self.ids, self.delta)          # (vocab, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.base, nn.Embedding):
+            return nn.functional.embedding(x, self.weight())
+        return nn.functional.linear(x, self.weight(), self.base.bias)
+
+
 def _kaiming_uniform_(weight: torch.Tensor, generator: torch.Generator | None) -> None:
     """nn.Linear's default init (kaiming_uniform_ with a = √5): U(-1/√d_in, 1/√d_in), seeded."""
     bound = 1.0 / math.sqrt(weight.size(1))
@@ -146,14 +176,53 @@ def apply(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     gen = torch.Generator().manual_seed(cfg.seed)
     for name in chosen:                                    # model order: the same seed gives the same A's
         _set(model, name, LoRALinear(linear[name], cfg.rank, cfg.alpha, cfg.dropout, gen))
+    if cfg.train_tokens:
+        _add_token_rows(model, cfg.train_tokens)
     model.lora_config = cfg
     return model
+
+
+def _add_token_rows(model: nn.Module, token_ids: tuple[int, ...]) -> None:
+    """Wrap the token embedding (the largest nn.Embedding) and any nn.Linear tied to it with one shared Δ."""
+    embeddings = {n: m for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    if not embeddings:
+        raise ValueError("train_tokens needs a model with an nn.Embedding; leave train_tokens empty")
+    name, emb = max(embeddings.items(), key=lambda kv: kv[1].num_embeddings)
+    if max(token_ids) >= emb.num_embeddings:
+        raise ValueError(f"train_tokens has id {max(token_ids)} but {name} has {emb.num_embeddings} rows; "
+                         "use ids from this model's tokenizer")
+    w = emb.weight
+    ids = torch.tensor(token_ids, dtype=torch.long, device=w.device)
+    delta = nn.Parameter(torch.zeros(len(token_ids), w.size(1), device=w.device, dtype=w.dtype))  # no-op start
+    tied = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.weight is w]
+    for n in [name] + tied:
+        _set(model, n, TokenRows(model.get_submodule(n), ids, delta))
+
+
+def token_layers(model: nn.Module) -> dict[str, TokenRows]:
+    """name -> TokenRows for the embedding (and tied output layer) with trainable rows."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, TokenRows)}
+
+
+@torch.no_grad()
+def _merge_tokens(model: nn.Module, sign: int) -> None:
+    done = set()
+    for layer in token_layers(model).values():
+        if layer.merged == (sign > 0):
+            continue
+        if id(layer.base.weight) not in done:               # tied layers share one weight: add Δ once
+            layer.base.weight.index_add_(0, layer.ids, sign * layer.delta)
+            done.add(id(layer.base.weight))
+        layer.merged = sign > 0
 
 
 def remove(model: nn.Module) -> nn.Module:
     """Unmerge and take the adapters out, leaving the plain base layers (still frozen)."""
     for name, layer in lora_layers(model).items():
         layer.unmerge()
+        _set(model, name, layer.base)
+    _merge_tokens(model, -1)
+    for name, layer in token_layers(model).items():
         _set(model, name, layer.base)
     if hasattr(model, "lora_config"):
         del model.lora_config
@@ -165,6 +234,7 @@ def merge(model: nn.Module) -> nn.Module:
     layers = _require(model)
     for layer in layers.values():
         layer.merge()
+    _merge_tokens(model, +1)
     return model
 
 
@@ -172,6 +242,7 @@ def unmerge(model: nn.Module) -> nn.Module:
     """W ← W − (α / r) B A: back to the frozen base weights (up to float rounding) plus a live adapter."""
     for layer in _require(model).values():
         layer.unmerge()
+    _merge_tokens(model, -1)
     return model
 
 
@@ -183,8 +254,12 @@ def _require(model: nn.Module) -> dict[str, LoRALinear]:
 
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only the adapter weights: '<layer>.A' and '<layer>.B' for every adapted layer."""
-    return {f"{name}.{p}": getattr(layer, p).detach() for name, layer in _require(model).items() for p in "AB"}
+    """Only the adapter weights: '<layer>.A' and '<layer>.B' for every adapted layer (+ 'tokens.delta')."""
+    state = {f"{name}.{p}": getattr(layer, p).detach() for name, layer in _require(model).items() for p in "AB"}
+    tokens = list(token_layers(model).values())
+    if tokens:
+        state["tokens.delta"] = tokens[0].delta.detach()
+    return state
 
 
 def count_params(model: nn.Module) -> dict[str, int]:
@@ -197,17 +272,18 @@ def count_params(model: nn.Module) -> dict[str, int]:
 def save(model: nn.Module, path: str | Path) -> str:
     """Save the adapter alone (A and B of every layer, a few KB) to safetensors; returns the sha256."""
     _require(model)
-    if any(layer.merged for layer in lora_layers(model).values()):
+    if any(layer.merged for layer in [*lora_layers(model).values(), *token_layers(model).values()]):
         raise ValueError("the adapter is merged into the weights; call lora.unmerge(model) before saving")
     cfg = asdict(model.lora_config)
-    return save_tensors(adapter_state(model), path, {"lora_config": {**cfg, "targets": list(cfg["targets"])}})
+    info = {**cfg, "targets": list(cfg["targets"]), "train_tokens": list(cfg["train_tokens"])}
+    return save_tensors(adapter_state(model), path, {"lora_config": info})
 
 
 def load(model: nn.Module, path: str | Path) -> nn.Module:
     """Put a saved adapter on `model`: swaps out any adapter it has, then applies and fills A and B."""
     state, meta = load_tensors(path, rebuild_hint="save the adapter again with lora.save(model, path)")
     info = dict(meta["lora_config"])
-    cfg = LoraConfig(**{**info, "targets": tuple(info["targets"])})
+    cfg = LoraConfig(**{**info, "targets": tuple(info["targets"]), "train_tokens": tuple(info["train_tokens"])})
     remove(model)
     apply(model, cfg)
     expected = {k: v.shape for k, v in adapter_state(model).items()}
@@ -220,4 +296,6 @@ def load(model: nn.Module, path: str | Path) -> nn.Module:
         for name, layer in lora_layers(model).items():
             layer.A.copy_(state[f"{name}.A"])
             layer.B.copy_(state[f"{name}.B"])
+        for layer in token_layers(model).values():
+            layer.delta.copy_(state["tokens.delta"])             # shared: copied once in effect
     return model

@@ -171,6 +171,39 @@ def test_save_refuses_merged_and_load_checks_shapes(tiny_model, tmp_path):
     assert not lora.lora_layers(other)
 
 
+def test_token_rows_tied_merge_and_save(tiny_model, tmp_path):
+    x = _tokens(tiny_model)
+    before = tiny_model(x)
+    w0 = tiny_model.tok_emb.weight.detach().clone()
+    cfg = lora.LoraConfig(rank=2, train_tokens=(3, 5))
+    lora.apply(tiny_model, cfg)
+    torch.testing.assert_close(tiny_model(x), before, rtol=0, atol=0)          # Δ = 0: a no-op
+    rows = lora.token_layers(tiny_model)
+    assert set(rows) == {"tok_emb", "head"}                                   # the tied head shares Δ
+    assert rows["tok_emb"].delta is rows["head"].delta
+    assert lora.count_params(tiny_model)["trainable"] == 2 * 16 + sum(
+        2 * (l.A.size(1) + l.B.size(0)) for l in lora.lora_layers(tiny_model).values())
+    _randomise_B(tiny_model)
+    with torch.no_grad():
+        rows["head"].delta.normal_()
+    live = tiny_model(x)
+    assert not torch.allclose(live, before, atol=1e-3)
+    lora.merge(tiny_model)
+    torch.testing.assert_close(tiny_model.tok_emb.base.weight[[3, 5]], w0[[3, 5]] + rows["head"].delta)
+    torch.testing.assert_close(tiny_model(x), live, rtol=1e-5, atol=1e-5)
+    lora.unmerge(tiny_model)
+    lora.save(tiny_model, tmp_path / "t")
+    lora.remove(tiny_model)
+    torch.testing.assert_close(tiny_model.tok_emb.weight, w0, rtol=0, atol=1e-6)
+    assert tiny_model.head.weight is tiny_model.tok_emb.weight
+    lora.load(tiny_model, tmp_path / "t")
+    torch.testing.assert_close(tiny_model(x), live)
+    with pytest.raises(ValueError, match="train_tokens"):
+        lora.LoraConfig(train_tokens=(3, 3))
+    with pytest.raises(ValueError, match="rows"):
+        lora.apply(lora.remove(tiny_model), lora.LoraConfig(train_tokens=(10_000,)))
+
+
 def test_matches_peft_with_identical_weights(tiny_model):
     """peft's LoRA on the same MiniGPT, same targets, A and B copied from fmlab's: same logits."""
     cfg = lora.LoraConfig(rank=4, alpha=8, targets=lora.ALL_LINEAR, seed=0)
