@@ -29,7 +29,12 @@ __all__ = ["RewardModel", "bradley_terry_loss", "reward_loss", "pairwise_accurac
 
 
 class RewardModel(nn.Module):
-    """MiniGPT body + a scalar head; forward(tokens, length) -> rewards (B,) read at token length-1."""
+    """MiniGPT body + a scalar head; forward(tokens, length) -> rewards (B,) read at token length-1.
+
+    After training, `normalise_` shifts and scales the output so the starting policy's answers score mean 0,
+    std 1 (as InstructGPT normalises its reward model before RL): the KL coefficient beta is then in units of
+    "reward standard deviations per nat".
+    """
 
     def __init__(self, base_model: MiniGPT):
         super().__init__()
@@ -38,13 +43,27 @@ class RewardModel(nn.Module):
         self.value_head = nn.Linear(base_model.cfg.n_embd, 1)
         nn.init.normal_(self.value_head.weight, std=0.02)
         nn.init.zeros_(self.value_head.bias)
+        self.register_buffer("offset", torch.zeros(()))       # subtracted from the raw reward
+        self.register_buffer("scale", torch.ones(()))         # then divided by this
 
     def forward(self, tokens: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         if length.min() < 1 or length.max() > tokens.size(1):
             raise ValueError("each length must lie in [1, tokens.size(1)]: it marks the last real token")
         hidden = self.body(tokens)                             # (B, T, C): body.head is the identity
         last = hidden[torch.arange(tokens.size(0), device=tokens.device), length - 1]   # (B, C)
-        return self.value_head(last).squeeze(-1)               # (B,)
+        return (self.value_head(last).squeeze(-1) - self.offset) / self.scale   # (B,)
+
+    @torch.no_grad()
+    def normalise_(self, batch: dict) -> "RewardModel":
+        """Set offset and scale so the rewards of `batch` (e.g. the starting policy's samples) have mean 0, std 1."""
+        self.offset.zero_()
+        self.scale.fill_(1.0)
+        r = score(self, batch)
+        if r.numel() < 2:
+            raise ValueError("normalise_ needs at least two sequences")
+        self.offset.fill_(r.mean())
+        self.scale.fill_(r.std().clamp_min(1e-6))
+        return self
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:

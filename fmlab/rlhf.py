@@ -29,6 +29,7 @@ policy* and scores the samples; the loss is the KL-penalised policy gradient.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -41,7 +42,7 @@ from .tokenizer import Tokenizer
 
 __all__ = ["completion_mask", "token_logprobs", "sequence_logprobs", "kl_penalised_returns",
            "leave_one_out_baseline", "RLConfig", "rollout_batches", "policy_gradient_loss", "freeze",
-           "kl_to_reference", "optimal_policy_weights"]
+           "kl_to_reference", "optimal_policy_weights", "policy_report"]
 
 
 def completion_mask(tokens: torch.Tensor, prompt_len: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
@@ -166,3 +167,22 @@ def optimal_policy_weights(rewards: torch.Tensor, beta: float) -> torch.Tensor:
     if beta <= 0:
         raise ValueError(f"beta must be > 0, got {beta}")
     return torch.softmax(rewards / beta, dim=-1)
+
+
+@torch.no_grad()
+def policy_report(policy: MiniGPT, ref_model: MiniGPT, reward_model: RewardModel, tok: Tokenizer,
+                  prompts: Sequence[dict], true_score: Callable[[str, str], float], cfg: RLConfig = RLConfig(),
+                  seed: int = 0) -> dict:
+    """Sample once per prompt and measure: learned reward, true score, KL to the reference, distinct-2,
+    and the reference model's perplexity on the samples (how fluent they look to the starting policy)."""
+    roll = preference.sample(policy, tok, prompts, cfg.max_new_tokens, cfg.temperature,
+                             torch.Generator().manual_seed(seed))
+    b = roll.batch()
+    ref_tok, mask = token_logprobs(ref_model, b["tokens"], b["prompt_len"], b["length"])
+    pol_seq = sequence_logprobs(policy, b["tokens"], b["prompt_len"], b["length"])
+    truth = [true_score(p["person"], t) for p, t in zip(prompts, roll.texts)]
+    return {"reward": reward_model(b["tokens"], b["length"]).mean().item(),
+            "true_score": sum(truth) / len(truth), "scores": truth, "texts": roll.texts,
+            "kl": (pol_seq - ref_tok.sum(1)).mean().item(),
+            "distinct_2": preference.distinct_n(roll.texts, 2),
+            "ref_perplexity": math.exp(-ref_tok.sum().item() / mask.sum().item())}

@@ -39,3 +39,7 @@ def test_reward_model_learns_a_preference(tiny_model, tiny_tok):
           TrainConfig(steps=30, batch_size=4, lr=3e-3, warmup=2, progress=False), loss_fn=reward.reward_loss)
     assert reward.reward_loss(rm, batch).item() < 0.3 and reward.pairwise_accuracy(rm, batch) == 1.0
     assert reward.score(rm, batch).shape == (8,)
+    rm.normalise_(batch)
+    r = reward.score(rm, batch)
+    assert abs(r.mean().item()) < 1e-5 and abs(r.std().item() - 1) < 1e-4
+    assert reward.pairwise_accuracy(rm, batch) == 1.0          # normalising keeps the ranking
