@@ -7,16 +7,14 @@
 - seeds: `seed_everything` seeds Python, NumPy and torch; same seed, same numbers on CPU.
 - CPU threads: for models this small, more threads can be *slower* (thread start-up costs more than the
   matrix work).  `tune_cpu_threads` times a few training steps with 1 and with all cores and keeps the
-  faster, caching the choice per machine (``FMLAB_THREADS`` overrides it).
+  faster (``FMLAB_THREADS`` overrides it).
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,11 +70,6 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _cache_file() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return root / "fmlab" / "cpu_threads.json"
-
-
 def _time_steps(model: torch.nn.Module, tokens: torch.Tensor, n_steps: int) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=0.0)    # lr 0: the timing leaves the weights alone
     start = time.perf_counter()
@@ -90,37 +83,35 @@ def _time_steps(model: torch.nn.Module, tokens: torch.Tensor, n_steps: int) -> f
     return (time.perf_counter() - start) / n_steps
 
 
-def tune_cpu_threads(model: torch.nn.Module | None = None, batch_size: int = 32, n_steps: int = 4,
-                     use_cache: bool = True) -> int:
-    """Set torch's CPU thread count to the faster of 1 and all cores, measured on `model`; returns it."""
+_TUNED: dict[str, int] = {}   # per process: measured once, then reused by every later call
+
+
+def tune_cpu_threads(model: torch.nn.Module | None = None, batch_size: int = 32, n_steps: int = 3,
+                     remeasure: bool = False) -> int:
+    """Set torch's CPU thread count to the faster of 1 and all cores, measured on `model`; returns it.
+
+    The measurement takes a second or two and is repeated in every new process (a machine's load changes,
+    so a stored answer can go stale); $FMLAB_THREADS skips it.
+    """
     if "FMLAB_THREADS" in os.environ:
         n = int(os.environ["FMLAB_THREADS"])
         torch.set_num_threads(n)
         return n
-    cores = os.cpu_count() or 1
-    key = f"{torch.__version__}-{cores}"
-    cache = _cache_file()
-    if use_cache and cache.exists():
-        saved = json.loads(cache.read_text())
-        if key in saved:
-            torch.set_num_threads(saved[key]["threads"])
-            return saved[key]["threads"]
+    if "threads" in _TUNED and not remeasure:
+        torch.set_num_threads(_TUNED["threads"])
+        return _TUNED["threads"]
     if model is None:
         from .gpt import GPTConfig, MiniGPT
-        model = MiniGPT(GPTConfig(vocab_size=512))
+        model = MiniGPT(GPTConfig(vocab_size=800))
     tokens = torch.randint(0, model.cfg.vocab_size, (batch_size, model.cfg.block_size))
     timings = {}
-    for n in sorted({1, cores}):
+    for n in sorted({1, os.cpu_count() or 1}):
         torch.set_num_threads(n)
         _time_steps(model, tokens, 1)                       # warm-up
-        timings[n] = min(_time_steps(model, tokens, n_steps) for _ in range(2))
+        timings[n] = _time_steps(model, tokens, n_steps)
     best = min(timings, key=timings.get)
     torch.set_num_threads(best)
-    if use_cache:
-        saved = json.loads(cache.read_text()) if cache.exists() else {}
-        saved[key] = {"threads": best, "seconds_per_step": timings}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(saved, indent=1))
+    _TUNED["threads"] = best
     return best
 
 

@@ -13,9 +13,12 @@ Everything is a pure function of a seed, so the course's data never needs a down
 from __future__ import annotations
 
 import random
+import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 
-__all__ = ["WorldConfig", "World", "make_world", "pretraining_corpus", "fact_cloze", "ATTRIBUTES"]
+__all__ = ["WorldConfig", "World", "make_world", "pretraining_corpus", "fact_cloze", "ATTRIBUTES",
+           "grammatical_share"]
 
 NAMES = ["ada", "ben", "cleo", "dev", "eli", "fay", "gus", "hana", "ivo", "jade",
          "kai", "lena", "milo", "nia", "omar", "pia", "quin", "rosa", "sam", "tara"]
@@ -159,3 +162,27 @@ def fact_cloze(world: World) -> list[dict[str, str]]:
         prompt = sentence[: sentence.rindex(value)].strip()
         probes.append({"prompt": prompt, "answer": value, "attribute": attribute, "person": person})
     return probes
+
+
+@lru_cache(maxsize=1)
+def _sentence_patterns() -> re.Pattern:
+    templates = [t for ts in FACT_TEMPLATES.values() for t in ts] + STORY_TEMPLATES + [
+        "{p} tried the {food} . it was {w} .", "in toki , the word {e} is {t} ."]
+    templates += [t for ts in REACTIONS.values() for t in ts]
+    sentences = {part.strip(" .") for t in templates for part in t.split(" . ")}
+    alts = [re.escape(s).replace(r"\{", "{").replace(r"\}", "}") for s in sorted(sentences)]
+    alts = [re.sub(r"\{\w+\}", "[a-z]+", a) for a in alts]
+    return re.compile("(?:" + "|".join(alts) + ")")
+
+
+def grammatical_share(text: str) -> float:
+    """Share of the complete sentences in `text` that follow one of the corpus's sentence templates.
+
+    A template slot accepts any single word, so this measures *grammar* (the sentence shapes of the
+    world's language), not truth.  The last, unfinished sentence is ignored.
+    """
+    sentences = [s.strip() for s in text.split(" .")[:-1] if s.strip()]
+    if not sentences:
+        return 0.0
+    pattern = _sentence_patterns()
+    return sum(bool(pattern.fullmatch(s)) for s in sentences) / len(sentences)

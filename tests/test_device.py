@@ -29,17 +29,20 @@ def test_seed_everything_repeats():
     assert torch.equal(a, torch.rand(3))
 
 
-def test_thread_tuning_measures_and_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+def test_thread_tuning_measures_once_per_process(monkeypatch):
     monkeypatch.delenv("FMLAB_THREADS", raising=False)
+    monkeypatch.setattr(device, "_TUNED", {})
     before = torch.get_num_threads()
+    calls = []
+    real = device._time_steps
+    monkeypatch.setattr(device, "_time_steps", lambda *a: calls.append(1) or real(*a))
     try:
         n = device.tune_cpu_threads(n_steps=1)
-        assert n >= 1 and torch.get_num_threads() == n
-        assert (tmp_path / "fmlab" / "cpu_threads.json").exists()
-        assert device.tune_cpu_threads() == n
+        assert n >= 1 and torch.get_num_threads() == n and calls
+        calls.clear()
+        assert device.tune_cpu_threads() == n and not calls
         monkeypatch.setenv("FMLAB_THREADS", "1")
-        assert device.tune_cpu_threads() == 1
+        assert device.tune_cpu_threads() == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
 
