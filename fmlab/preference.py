@@ -37,7 +37,7 @@ from .tokenizer import Tokenizer
 from .world import NAMES, NEGATIVE, POSITIVE, grammatical_share
 
 __all__ = ["PROMPT_TEMPLATES", "make_prompts", "Rollout", "sample", "pad_sequences", "completion_texts",
-           "LabellerConfig", "rubric", "rubric_parts", "label_pairs", "make_pairs", "pair_batch",
+           "LabellerConfig", "rubric", "rubric_parts", "label_pairs", "ties", "make_pairs", "pair_batch",
            "pair_batches", "distinct_n", "win_rate", "labelling_widget"]
 
 PROMPT_TEMPLATES = ("tell me about {p} .", "who is {p} ?", "what do you know about {p} ?")
@@ -158,11 +158,21 @@ def label_pairs(persons: Sequence[str], texts_a: Sequence[str], texts_b: Sequenc
     return torch.rand(len(diff), generator=gen) < p_a
 
 
-def make_pairs(ra: Rollout, rb: Rollout, prefers_a: torch.Tensor) -> dict:
-    """Preference pairs from two rollouts of the same prompts: {'chosen', 'rejected'} row batches, prompts."""
+def ties(persons: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str],
+         cfg: LabellerConfig = LabellerConfig()) -> torch.Tensor:
+    """(N,) bool: pairs the rubric scores equally -- the labeller would tick "about the same"."""
+    return torch.tensor([rubric(p, a, cfg) == rubric(p, b, cfg) for p, a, b in zip(persons, texts_a, texts_b)])
+
+
+def make_pairs(ra: Rollout, rb: Rollout, prefers_a: torch.Tensor, keep: torch.Tensor | None = None) -> dict:
+    """Preference pairs from two rollouts of the same prompts: {'chosen', 'rejected'} row batches, prompts.
+
+    keep: optional (N,) bool, e.g. False where the labeller said "about the same" (see `ties`).
+    """
     if ra.prompts != rb.prompts or len(prefers_a) != len(ra.prompts):
         raise ValueError("make_pairs needs two rollouts of the same prompts and one choice per prompt")
-    keep = [i for i in range(len(ra.texts)) if ra.texts[i] != rb.texts[i]]   # identical twins carry no signal
+    keep = [i for i in range(len(ra.texts)) if ra.texts[i] != rb.texts[i]      # identical twins carry no signal
+            and (keep is None or bool(keep[i]))]
     rows_a, rows_b = _rows(ra), _rows(rb)
     ch = [rows_a[i] if prefers_a[i] else rows_b[i] for i in keep]
     rj = [rows_b[i] if prefers_a[i] else rows_a[i] for i in keep]

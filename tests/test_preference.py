@@ -26,6 +26,7 @@ def test_rubric_parts_follow_the_stated_rubric():
     assert rude["polite"] == -1.0 and rude["on_topic"] == pytest.approx(2 / 3)
     assert preference.rubric_parts("ada", "")["on_topic"] == 0.0
     assert preference.rubric("ada", "ada smiled . <eos>") > preference.rubric("ada", "ben frowned . ben")
+    assert preference.ties(["ada"] * 2, ["ada smiled .", "ben"], ["ada was happy .", "ada smiled ."]).tolist() == [True, False]
 
 
 def test_labeller_noise_and_determinism():
@@ -61,6 +62,7 @@ def test_make_pairs_orients_and_drops_twins(model, tok):
     pairs = preference.make_pairs(ra, rb, prefers_a)
     assert len(pairs["chosen"]) == 7
     assert pairs["chosen_text"][0] == rb.texts[1] and pairs["rejected_text"][0] == ra.texts[1]
+    assert len(preference.make_pairs(ra, rb, prefers_a, keep=torch.arange(8) < 4)["chosen"]) == 3
     batch = preference.pair_batch(pairs, [0, 1], tok.pad_id)
     assert batch["tokens"].shape[0] == 4
     assert batch["tokens"][0, :batch["length"][0]].tolist() == pairs["chosen"][0]
