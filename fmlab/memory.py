@@ -111,14 +111,17 @@ def activation_numbers(cfg: GPTConfig, batch_size: int, seq_len: int) -> int:
 
 
 def estimate(cfg: GPTConfig, batch_size: int, seq_len: int, precision: Precision = FP32,
-             trainable: int | None = None) -> Memory:
+             trainable: int | None = None, trainable_tensors: int | None = None) -> Memory:
     """Bytes of one full fine-tuning step with AdamW, from the model config and batch shape alone.
 
     trainable: number of trainable parameters (default: all) -- PEFT trains few, but still stores all weights.
+    trainable_tensors: how many tensors they form (AdamW's step counters); default all, or 0 with `trainable`.
     """
     P = param_count(cfg)
     Pt = P if trainable is None else trainable
-    n_tensors = param_tensor_count(cfg) if trainable is None else 0
+    if trainable_tensors is None:
+        trainable_tensors = param_tensor_count(cfg) if trainable is None else 0
+    n_tensors = trainable_tensors
     N = batch_size * seq_len
     ids = 2 * N * _INT + seq_len * _INT + 4      # tokens, targets, position ids, the loss's token count
     return Memory(weights=P * precision.weights + Pt * precision.master,
