@@ -4,7 +4,8 @@
    vocabulary (flux coil, plasma valve, zarn, quell ...), its own style, and its own *knowledge*: for every
    (component, symptom) pair the notes say whether it is urgent or routine.  The labelled domain task
    ``triage`` asks exactly that, so a model that has read the notes (continued pre-training) needs far
-   fewer labelled examples than one that has not.
+   fewer labelled examples than one that has not.  ``part_task`` asks for the jargon itself ("which part is
+   in this log ?" -> "plasma valve"), on the same logs and splits.
 2. ``python`` -- real text: the Python language reference that ships with every Python install
    (``pydoc_data.topics``, ~465 k characters).  No download, and nobody wrote it for this course.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import random
 import re
 
-__all__ = ["COMPONENTS", "SYMPTOMS", "triage_labels", "station_corpus", "triage_task", "python_corpus"]
+__all__ = ["COMPONENTS", "SYMPTOMS", "triage_labels", "station_corpus", "triage_task", "part_task", "python_corpus"]
 
 COMPONENTS = ["flux coil", "plasma valve", "gyro mast", "ion baffle", "cryo duct", "warp spindle",
               "grav plate", "quark pump"]
@@ -78,6 +79,27 @@ def triage_task(seed: int = 0) -> dict[str, list[dict]]:
         out[split] = [{"task": "triage", "instruction": "is this log urgent or routine ?", "input": i,
                        "output": o} for i, o in examples[:n_keep]]
     return out
+
+
+PART_INSTRUCTION = "which part is in this log ?"
+
+
+def _part(log: str) -> str:
+    """The component named in a triage log '<crew> logs <symptom> in the <component> at <n> zarn .'."""
+    return log.split(" in the ", 1)[1].split(" at ", 1)[0]
+
+
+def part_task(triage: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Labelled jargon task on the triage logs: the answer is the component's name (e.g. 'flux coil').
+
+    Same logs and splits as `triage_task` (pass its output, or ``foundation.load_task("triage")``), so test
+    logs pair components and symptoms never seen together in train.  The answers are jargon words: a model
+    must be able to *produce* them, which a model that never read the domain cannot do from a few examples.
+    """
+    if not triage or any(e.get("task") != "triage" for split in triage.values() for e in split):
+        raise ValueError("part_task needs the triage splits: pass domain.triage_task() or load_task('triage')")
+    return {split: [{"task": "part", "instruction": PART_INSTRUCTION, "input": e["input"], "output": _part(e["input"])}
+                    for e in examples] for split, examples in triage.items()}
 
 
 def python_corpus(max_chars: int = 465_000) -> list[str]:
