@@ -14,6 +14,11 @@ For inference the update can be *merged*: W ← W + (α / r) B A gives one ordin
 latency); *unmerging* subtracts it.  Only A and B need saving: an adapter is kilobytes where the model is
 megabytes, and one base model can serve many tasks by swapping adapters.
 
+Words the base model never saw (a new label) have embeddings pre-training never shaped; with tied
+embeddings those rows are also the output layer, and a low-rank update elsewhere struggles to make up for
+them.  ``train_tokens`` therefore also trains a delta on a few embedding rows (`TokenRows`), as peft's
+``trainable_token_indices`` does.
+
 Simplifications vs the paper: adapters wrap `nn.Linear` layers only (the paper and peft also handle
 embeddings and convolutions); targets are chosen by module-name suffix, not regex; one adapter per layer
 at a time (peft keeps several named adapters side by side); no rsLoRA / DoRA variants.
