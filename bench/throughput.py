@@ -33,7 +33,7 @@ def make_fmlab(n_layer, n_head, n_embd, block):
 def make_hf(n_layer, n_head, n_embd, block):
     from transformers import GPT2Config, GPT2LMHeadModel
     cfg = GPT2Config(vocab_size=VOCAB, n_positions=block, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None)
     return GPT2LMHeadModel(cfg)
 
 
