@@ -247,7 +247,8 @@ class Reft:
     config: reft.ReftConfig = reft.ReftConfig(layers=(3,), rank=4, first=0, last=1, answer=True)
     temperature: float = 0.05                      # sharpened loss: see reft.reft_loss
     steps: int = 300
-    cfg: TrainConfig = TrainConfig(steps=300, batch_size=128, lr=5e-2, warmup=20, weight_decay=0.0)
+    # notebook 05 uses batches of 128 (test accuracy ~0.91); 64 halves the CPU time for ~0.87 (seeds 0-1)
+    cfg: TrainConfig = TrainConfig(steps=300, batch_size=64, lr=5e-2, warmup=20, weight_decay=0.0)
 
     def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
         data = foundation.load_task(self.task)
@@ -268,8 +269,8 @@ class Multitask:
     name: str = "multitask fine-tuning"
     tasks: tuple[str, ...] = MULTITASK
     test_size: int = 100                             # test examples per task (qa has fewer)
-    steps: int = 320
-    cfg: TrainConfig = TrainConfig(steps=320, batch_size=16, lr=2e-3, warmup=10)
+    steps: int = 240                                 # notebook 06 runs 320 (80 per task); 240 fits the CPU budget
+    cfg: TrainConfig = TrainConfig(steps=240, batch_size=16, lr=2e-3, warmup=10)
 
     def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
         data = {t: foundation.load_task(t) for t in self.tasks}
