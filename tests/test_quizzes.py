@@ -1,10 +1,11 @@
 """Every notebook's quiz is data: each question has distinct options, exactly one answer and an explanation.
 
-The quiz cell of a notebook assigns a list of `quiz.Question` to a name ending in QUESTIONS (any case); this test runs
-just that assignment (no training) and validates it, so a broken quiz fails fast, before nbval.
+The quiz cell of a notebook builds its questions (`quiz.Question`) and passes them to `quiz.show`.  This test
+runs just that cell (no training; `show` is replaced by a recorder) and validates what was shown, so a broken
+quiz fails fast, before nbval runs the whole notebook.
 """
-import ast
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,25 +14,24 @@ from fmlab import quiz
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def _quiz_lists(path: Path) -> list[list]:
+def _shown_quizzes(path: Path) -> list[list]:
     import nbformat
-    found = []
+    shown = []
+    recorder = SimpleNamespace(**{name: getattr(quiz, name) for name in quiz.__all__})
+    recorder.show = lambda questions, *a, **k: shown.append(list(questions))
     for cell in nbformat.read(path, as_version=4).cells:
-        if cell.cell_type != "code" or "quiz.Question(" not in cell.source:
-            continue
-        for node in ast.parse(cell.source).body:
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.List) and any(
-                    isinstance(t, ast.Name) and t.id.upper().endswith("QUESTIONS") for t in node.targets):
-                found.append(eval(compile(ast.Expression(node.value), str(path), "eval"), {"quiz": quiz}))
-    return found
+        if cell.cell_type == "code" and "quiz.Question" in cell.source and "quiz.show" in cell.source:
+            exec(compile(cell.source, f"{path.name} quiz cell", "exec"), {"quiz": recorder})
+    return shown
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_has_a_valid_quiz(path):
-    lists = _quiz_lists(path)
-    assert lists, f"{path.name} has no QUESTIONS = [quiz.Question(...), ...] cell"
-    for questions in lists:
+    quizzes = _shown_quizzes(path)
+    assert quizzes, f"{path.name} has no self-contained quiz cell (quiz.Question ... quiz.show)"
+    for questions in quizzes:
         assert len(questions) >= 3
         quiz.validate(questions)
         for q in questions:
-            assert sum(i == q.answer for i in range(len(q.options))) == 1
+            assert isinstance(q, quiz.Question)
+            assert sum(i == q.answer for i in range(len(q.options))) == 1 and q.explanation.strip()
