@@ -32,9 +32,13 @@ def encode_corpus(tokenizer: Tokenizer, documents: Sequence[str]) -> torch.Tenso
 
 
 def encode_example(tokenizer: Tokenizer, example: dict) -> tuple[list[int], list[int]]:
-    """(prompt ids, answer ids ending in <eos>) of an instruction example."""
+    """(prompt ids, answer ids ending in <eos>) of an instruction example.
+
+    The answer is encoded with its leading space (" positive"), exactly as it continues the prompt text
+    "... answer : positive": a BPE token for "positive" at the start of a text is a different token.
+    """
     prompt = tokenizer.encode(format_prompt(example))
-    answer = tokenizer.encode(example["output"], eos=True)
+    answer = tokenizer.encode(" " + example["output"], eos=True)
     return prompt, answer
 
 

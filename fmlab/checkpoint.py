@@ -1,10 +1,12 @@
 """Saving and loading models safely.
 
-Weights go to ``NAME.safetensors`` (a format that holds tensors only -- loading it cannot run code, unlike
-a pickle).  Beside it, ``NAME.json`` keeps what the weights mean: the model config, the tokenizer's
-vocabulary (ids are positions in it, so a reordered vocabulary silently breaks a model), the sha256 of
-the weights file, and free-form metadata (training log, machine).  `load` checks all of it and refuses a
-file that does not match, naming the command that rebuilds it.
+Everything a checkpoint needs goes into one ``NAME.safetensors`` file: the tensors, and in the file's
+metadata header the model config, the tokenizer (its merges: ids are positions in its vocabulary, so a
+different tokenizer silently breaks a model) and free-form metadata (training log, data lineage, machine).
+safetensors holds tensors and strings only -- loading it cannot run code, unlike a pickle.  Beside it,
+``NAME.json`` is the *card*: the file's sha256 and a readable copy of the metadata.  The sha256 covers the
+whole .safetensors file, header included, so changing a config value, the tokenizer or a single weight
+makes `load` refuse the file with a `CheckpointError` that names the command to rebuild it.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .gpt import GPTConfig, MiniGPT
@@ -41,52 +44,70 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, meta: dict | None = None) -> str:
-    """Any named tensors (an adapter, an intervention) to safetensors + JSON with their sha256."""
+    """Named tensors (a model, an adapter, an intervention) + JSON metadata in one safetensors file.
+
+    The metadata travels in the file's header (so the sha256 covers it); the card beside it repeats it
+    for reading and records the sha256.  Returns the sha256.
+    """
     weights, card = _paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(weights))
+    meta = meta or {}
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(weights),
+              metadata={"fmlab": json.dumps(meta)})
     digest = sha256(weights)
-    card.write_text(json.dumps({"sha256": digest, **(meta or {})}, indent=1))
+    card.write_text(json.dumps({"sha256": digest, **meta}, indent=1))
     return digest
 
 
-def load_tensors(path: str | Path, rebuild_hint: str = "save it again") -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and metadata saved by `save_tensors`; the sha256 must match."""
+def load_tensors(path: str | Path, rebuild_hint: str = "save it again",
+                 expected_sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata saved by `save_tensors`; the file's sha256 must match its card (and
+    `expected_sha256`, e.g. from a manifest, when given)."""
     weights, card = _paths(path)
     for f in (weights, card):
         if not f.exists():
             raise CheckpointError(f"{f} is missing; {rebuild_hint}")
-    meta = json.loads(card.read_text())
-    if sha256(weights) != meta.get("sha256"):
-        raise CheckpointError(f"{weights} does not match the sha256 in {card.name} (corrupted or "
-                              f"modified); {rebuild_hint}")
-    return load_file(str(weights)), meta
+    try:
+        recorded = json.loads(card.read_text())["sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{card} is not a readable checkpoint card ({e}); {rebuild_hint}") from None
+    digest = sha256(weights)
+    if digest != recorded or (expected_sha256 is not None and digest != expected_sha256):
+        raise CheckpointError(f"{weights} does not match its recorded sha256 (corrupted or modified); "
+                              f"{rebuild_hint}")
+    try:
+        from safetensors import safe_open
+        with safe_open(str(weights), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["fmlab"])
+        return load_file(str(weights)), meta
+    except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as e:
+        raise CheckpointError(f"{weights} is not an fmlab safetensors file ({e}); {rebuild_hint}") from None
 
 
 def save(model: MiniGPT, tokenizer: Tokenizer, path: str | Path, meta: dict | None = None) -> str:
-    """Save model weights, config and vocabulary; returns the weights' sha256."""
+    """Save weights, config, tokenizer and metadata (training log, lineage); returns the sha256."""
     if model.cfg.vocab_size != len(tokenizer):
         raise CheckpointError(f"model has {model.cfg.vocab_size} token embeddings, tokenizer {len(tokenizer)}")
     state = {k: v for k, v in model.state_dict().items() if k != "head.weight"}   # tied to tok_emb
-    info = {"config": dataclasses.asdict(model.cfg), "vocab": tokenizer.vocab, "meta": meta or {}}
+    info = {"config": dataclasses.asdict(model.cfg), "tokenizer": json.loads(tokenizer.to_json()),
+            "meta": meta or {}}
     return save_tensors(state, path, info)
 
 
 def load(path: str | Path, device: torch.device | str = "cpu", tokenizer: Tokenizer | None = None,
-         rebuild_hint: str = "save it again") -> tuple[MiniGPT, Tokenizer, dict]:
+         rebuild_hint: str = "save it again", expected_sha256: str | None = None) -> tuple[MiniGPT, Tokenizer, dict]:
     """(model, tokenizer, meta) from a checkpoint written by `save`; every mismatch is a CheckpointError.
 
-    tokenizer: when given, its vocabulary must equal the one the model was trained with.
+    tokenizer: when given, it must be the tokenizer the model was trained with.
     """
-    state, info = load_tensors(path, rebuild_hint)
+    state, info = load_tensors(path, rebuild_hint, expected_sha256)
     try:
         cfg = GPTConfig(**info["config"])
-        saved_tok = Tokenizer(info["vocab"])
+        saved_tok = Tokenizer.from_json(json.dumps(info["tokenizer"]))
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: unreadable config or vocabulary ({e}); {rebuild_hint}") from None
-    if tokenizer is not None and tokenizer.vocab != saved_tok.vocab:
-        raise CheckpointError(f"{path} was trained with a different vocabulary than the tokenizer given; "
-                              f"{rebuild_hint}")
+        raise CheckpointError(f"{path}: unreadable config or tokenizer ({e}); {rebuild_hint}") from None
+    if tokenizer is not None and tokenizer != saved_tok:
+        raise CheckpointError(f"{path} was trained with a different tokenizer than the one given; {rebuild_hint}")
     model = MiniGPT(cfg)
     expected = {k: v.shape for k, v in model.state_dict().items() if k != "head.weight"}
     got = {k: v.shape for k, v in state.items()}

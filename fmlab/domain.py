@@ -1,53 +1,67 @@
-"""Specialised domains: text with jargon the base model never read.
+"""Specialised domains: text with jargon and knowledge that general pre-training only brushed against.
 
-1. ``station`` -- maintenance notes from an orbital station, generated from a seed.  It has its own
-   vocabulary (flux coil, plasma valve, zarn, quell ...), its own style, and its own *knowledge*: for every
-   (component, symptom) pair the notes say whether it is urgent or routine.  The labelled domain task
-   ``triage`` asks exactly that, so a model that has read the notes (continued pre-training) needs far
-   fewer labelled examples than one that has not.  ``part_task`` asks for the jargon itself ("which part is
-   in this log ?" -> "plasma valve"), on the same logs and splits.
+1. ``station`` -- maintenance notes from an orbital station, generated from a seed.  Its jargon (flux coil,
+   plasma valve, zarn, quell ...) is made of sub-word pieces the base model did read: the pre-training corpus
+   mentions the station in passing (`fmlab.corpus`), as web text mentions every industry, but never says how
+   the station works.  The notes carry the domain's *knowledge*: every symptom is either severe (a fault with
+   it is urgent) or mild (routine), stated in general ("smoke is always urgent .") and for specific parts
+   ("smoke in the cryo duct is urgent .").  The labelled task ``triage`` asks exactly that for a new log, so a
+   model that has read the notes (continued pre-training) needs far fewer labelled logs than one that has
+   not.  ``part_task`` asks for the jargon itself ("which part is in this log ?" -> "plasma valve").
 2. ``python`` -- real text: the Python language reference that ships with every Python install
-   (``pydoc_data.topics``, ~465 k characters).  No download, and nobody wrote it for this course.
+   (``pydoc_data.topics``).  No download, and nobody wrote it for this course.  One paragraph in eight goes to
+   the pre-training corpus (web text contains documentation); the other seven form the domain corpus.
 """
 from __future__ import annotations
 
 import random
 import re
 
-__all__ = ["COMPONENTS", "SYMPTOMS", "triage_labels", "station_corpus", "triage_task", "part_task", "python_corpus"]
+__all__ = ["COMPONENTS", "SYMPTOMS", "SEVERE", "CREW", "triage_labels", "station_corpus", "triage_task",
+           "part_task", "python_paragraphs", "python_corpus", "PART_INSTRUCTION", "TRIAGE_INSTRUCTION"]
 
 COMPONENTS = ["flux coil", "plasma valve", "gyro mast", "ion baffle", "cryo duct", "warp spindle",
               "grav plate", "quark pump"]
-SYMPTOMS = ["drift", "flicker", "hum", "frost", "spark", "lag", "creep", "rattle"]
+# Severe symptoms make a fault urgent, mild ones routine, whatever the part: the rule the notes teach.
+SEVERE = ["spark", "smoke", "leak", "crack", "surge", "breach", "scorch", "jolt"]
+MILD = ["hum", "drift", "flicker", "lag", "creep", "rattle", "frost", "squeak"]
+SYMPTOMS = SEVERE + MILD
 CREW = ["tech vorn", "tech alize", "chief daro", "mate kesh", "cadet ulo"]
 ACTIONS = {"urgent": ["seal the bay", "call the chief", "quell the core", "cut the feed"],
            "routine": ["log it", "recheck next shift", "tighten the mount", "note the reading"]}
-_STATEMENTS = ["{s} in the {c} is {u} .", "when the {c} shows {s} , the matter is {u} .",
-               "a {c} with {s} counts as {u} ."]
+_PAIR_STATEMENTS = ["{s} in the {c} is {u} .", "when the {c} shows {s} , the matter is {u} .",
+                    "a {c} with {s} counts as {u} ."]
+_RULE_STATEMENTS = ["{s} is always {u} .", "the crew treats any {s} as {u} .", "{s} anywhere on deck is {u} ."]
 _NOTES = ["{crew} reads the {c} at {n} zarn .", "the {c} holds at {n} zarn after the spool test .",
           "{crew} ran a spool test on the {c} .", "the {c} was rebuilt by {crew} on deck {d} .",
           "deck {d} reports the {c} is nominal ."]
+TRIAGE_INSTRUCTION = "is this log urgent or routine ?"
+PART_INSTRUCTION = "which part is in this log ?"
 
 
 def triage_labels(seed: int = 0) -> dict[tuple[str, str], str]:
-    """The domain's knowledge: urgent / routine for each (component, symptom), balanced, seeded."""
-    rng = random.Random(f"triage-{seed}")
-    pairs = [(c, s) for c in COMPONENTS for s in SYMPTOMS]
-    labels = ["urgent", "routine"] * (len(pairs) // 2)
-    rng.shuffle(labels)
-    return dict(zip(pairs, labels))
+    """The domain's knowledge: urgent / routine for each (component, symptom) -- set by the symptom.
+
+    `seed` is kept for the interface; the rule is fixed (the notes and the task must agree).
+    """
+    return {(c, s): "urgent" if s in SEVERE else "routine" for c in COMPONENTS for s in SYMPTOMS}
 
 
 def _note(rng: random.Random, labels: dict) -> str:
     (c, s), u = rng.choice(sorted(labels.items()))
-    sentences = [rng.choice(_STATEMENTS).format(c=c, s=s, u=u)]
+    statement = rng.choice(_PAIR_STATEMENTS if rng.random() < 0.5 else _RULE_STATEMENTS)
+    sentences = [statement.format(c=c, s=s, u=u)]
+    if rng.random() < 0.5:           # a logged fault and what the crew made of it, as a shift report has it
+        sentences = [_log(rng.choice(CREW), s, c, rng.randint(10, 99)), f"it was {u} ."] + sentences
     if rng.random() < 0.5:
         sentences.append(f"for {s} in the {c} , {rng.choice(ACTIONS[u])} .")
     for _ in range(rng.randint(1, 3)):
         sentences.append(rng.choice(_NOTES).format(crew=rng.choice(CREW), c=rng.choice(COMPONENTS),
                                                    n=rng.randint(10, 99), d=rng.randint(1, 9)))
-    rng.shuffle(sentences)
-    return " ".join(sentences)
+    head = sentences[:2] if sentences[0].endswith("zarn .") else sentences[:1]
+    tail = sentences[len(head):]
+    rng.shuffle(tail)
+    return " ".join(head + tail)
 
 
 def station_corpus(n_documents: int = 3000, seed: int = 0) -> list[str]:
@@ -56,32 +70,31 @@ def station_corpus(n_documents: int = 3000, seed: int = 0) -> list[str]:
     return [_note(rng, labels) for _ in range(n_documents)]
 
 
-def triage_task(seed: int = 0) -> dict[str, list[dict]]:
-    """Labelled domain task: 'log : the gyro mast shows frost .' -> 'urgent' / 'routine'.
+def _log(crew: str, s: str, c: str, n: int) -> str:
+    return f"{crew} logs {s} in the {c} at {n} zarn ."
 
-    Splits by (component, symptom) pair: test pairs never appear in train, so only a model that knows
-    the domain can answer them; train holds up to 1 024 examples over the remaining pairs.
+
+def triage_task(seed: int = 0) -> dict[str, list[dict]]:
+    """Labelled domain task: 'tech vorn logs smoke in the gyro mast at 40 zarn .' -> 'urgent' / 'routine'.
+
+    Splits by (component, symptom) pair: test pairs never appear in train or val, so a model must know the
+    symptom's severity -- from the labelled logs of *other* parts with that symptom, or from the notes.
+    train holds up to 1 024 examples over 80 pairs, val 200 over 16, test 400 over 32.
     """
     rng, labels = random.Random(f"triage-task-{seed}"), triage_labels(seed)
     pairs = sorted(labels)
     rng.shuffle(pairs)
-    split_pairs = {"train": pairs[:40], "val": pairs[40:48], "test": pairs[48:]}
+    n_train, n_val = len(pairs) * 5 // 8, len(pairs) // 8
+    split_pairs = {"train": pairs[:n_train], "val": pairs[n_train:n_train + n_val], "test": pairs[n_train + n_val:]}
     out = {}
     for split, ps in split_pairs.items():
-        examples = set()
-        for c, s in ps:
-            for crew in CREW:
-                for n in range(10, 100, 3):
-                    examples.add((f"{crew} logs {s} in the {c} at {n} zarn .", labels[(c, s)]))
-        examples = sorted(examples)
+        examples = sorted({(_log(crew, s, c, n), labels[(c, s)]) for c, s in ps for crew in CREW
+                           for n in range(10, 100, 3)})
         rng.shuffle(examples)
         n_keep = {"train": 1024, "val": 200, "test": 400}[split]
-        out[split] = [{"task": "triage", "instruction": "is this log urgent or routine ?", "input": i,
-                       "output": o} for i, o in examples[:n_keep]]
+        out[split] = [{"task": "triage", "instruction": TRIAGE_INSTRUCTION, "input": i, "output": o}
+                      for i, o in examples[:n_keep]]
     return out
-
-
-PART_INSTRUCTION = "which part is in this log ?"
 
 
 def _part(log: str) -> str:
@@ -93,8 +106,7 @@ def part_task(triage: dict[str, list[dict]]) -> dict[str, list[dict]]:
     """Labelled jargon task on the triage logs: the answer is the component's name (e.g. 'flux coil').
 
     Same logs and splits as `triage_task` (pass its output, or ``foundation.load_task("triage")``), so test
-    logs pair components and symptoms never seen together in train.  The answers are jargon words: a model
-    must be able to *produce* them, which a model that never read the domain cannot do from a few examples.
+    logs pair components and symptoms never seen together in train.
     """
     if not triage or any(e.get("task") != "triage" for split in triage.values() for e in split):
         raise ValueError("part_task needs the triage splits: pass domain.triage_task() or load_task('triage')")
@@ -102,10 +114,36 @@ def part_task(triage: dict[str, list[dict]]) -> dict[str, list[dict]]:
                     for e in examples] for split, examples in triage.items()}
 
 
-def python_corpus(max_chars: int = 465_000) -> list[str]:
-    """The Python language reference shipped with CPython, as lower-cased paragraphs."""
+_ASCII = {"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2026": "...", "\u2014": "--",
+          "\u2013": "-"}
+
+
+def python_paragraphs() -> list[str]:
+    """The Python language reference shipped with CPython, as lower-cased paragraphs of plain ASCII.
+
+    Typographic quotes and dashes become their ASCII forms; the few paragraphs with other non-ASCII
+    characters (a 'ß', a '°') and exact repeats are dropped -- curation, so every character of the domain is
+    common and no paragraph is both pre-training text and domain text.
+    """
     from pydoc_data.topics import topics
 
-    text = "\n\n".join(topics[k] for k in sorted(topics))[:max_chars]
+    text = "\n\n".join(topics[k] for k in sorted(topics))
+    for a, b in _ASCII.items():
+        text = text.replace(a, b)
     paragraphs = [re.sub(r"\s+", " ", p).strip().lower() for p in text.split("\n\n")]
-    return [p for p in paragraphs if len(p) > 40]
+    unique = dict.fromkeys(p for p in paragraphs if len(p) > 40 and p.isascii())     # the reference repeats some
+    return list(unique)
+
+
+def python_corpus(max_chars: int | None = None) -> list[str]:
+    """The Python domain corpus: seven paragraphs in eight (the eighth is pre-training text, `corpus`)."""
+    docs = [p for i, p in enumerate(python_paragraphs()) if i % 8]
+    if max_chars is None:
+        return docs
+    out, total = [], 0
+    for d in docs:
+        if total >= max_chars:
+            break
+        out.append(d)
+        total += len(d)
+    return out

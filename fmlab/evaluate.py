@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+import warnings
+from typing import Callable, Sequence
 
 import torch
 
@@ -20,7 +21,8 @@ from .gpt import MiniGPT
 from .tasks import format_prompt
 from .tokenizer import Tokenizer
 
-__all__ = ["perplexity", "accuracy", "fact_recall", "greedy_match", "answer", "complete", "encode_prompt"]
+__all__ = ["perplexity", "accuracy", "choice_accuracy", "fact_recall", "greedy_match", "answer", "complete",
+           "encode_prompt"]
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -46,18 +48,48 @@ def perplexity(model: MiniGPT, stream: torch.Tensor, max_windows: int = 200, bat
 
 
 @torch.no_grad()
-def greedy_match(model: MiniGPT, rows: Sequence[tuple[list[int], list[int]]], pad_id: int,
-                 batch_size: int = 128) -> torch.Tensor:
-    """Per row (prompt ids, answer ids): True iff greedy decoding after the prompt yields the answer."""
+def greedy_match(model: torch.nn.Module, rows: Sequence[tuple[list[int], list[int]]], pad_id: int,
+                 batch_size: int = 128, forward: Callable | None = None) -> torch.Tensor:
+    """Per row (prompt ids, answer ids): True iff greedy decoding after the prompt yields the answer.
+
+    forward(tokens, targets) -> logits: how to run the model (default ``model(tokens)``); ReFT passes one
+    that puts its edit on the prompt positions.
+    """
+    forward = forward or (lambda tokens, targets: model(tokens))
     results = []
     for start in range(0, len(rows), batch_size):
         chunk = [(p + a[:-1], [IGNORE] * (len(p) - 1) + a) for p, a in rows[start:start + batch_size]]
         batch = pad_batch(chunk, pad_id)
-        logits = model(batch["tokens"].to(_device(model)))
-        targets = batch["targets"].to(logits.device)
+        tokens, targets = batch["tokens"].to(_device(model)), batch["targets"].to(_device(model))
+        logits = forward(tokens, targets)
         ok = (logits.argmax(-1) == targets) | (targets == IGNORE)
         results.append(ok.all(dim=1).cpu())
     return torch.cat(results) if results else torch.zeros(0, dtype=torch.bool)
+
+
+@torch.no_grad()
+def choice_accuracy(model: torch.nn.Module, tokenizer: Tokenizer, prompts: Sequence[str], answers: Sequence[str],
+                    options: Sequence[str]) -> float:
+    """Share of prompts where the right option is the one the model finds most likely to come next.
+
+    "Rank classification", how GPT-3 (Brown et al. 2020) scored zero- and few-shot classification: the model
+    is not asked to *write* the answer, only to prefer it -- so a base model that knows the task but not the
+    answer format still scores.  Each option is one token here (its first token is compared).
+    """
+    if len(prompts) != len(answers) or not prompts:
+        raise ValueError("choice_accuracy needs one answer per prompt, and at least one prompt")
+    ids = [tokenizer.encode(" " + o) for o in options]
+    if any(len(i) != 1 for i in ids) or len(set(map(tuple, ids))) != len(ids):
+        raise ValueError(f"each option must be one distinct token, got {[tokenizer.tokens(' ' + o) for o in options]}")
+    option_ids = torch.tensor([i[0] for i in ids], device=_device(model))
+    hits = []
+    for start in range(0, len(prompts), 64):
+        rows = [tokenizer.encode(p)[-model.cfg.block_size:] for p in prompts[start:start + 64]]
+        batch = pad_batch([(r, r) for r in rows], tokenizer.pad_id)["tokens"].to(_device(model))
+        last = torch.tensor([len(r) - 1 for r in rows], device=batch.device)
+        logits = model(batch)[torch.arange(len(rows), device=batch.device), last][:, option_ids]   # (B, options)
+        hits += [options[int(k)] == a for k, a in zip(logits.argmax(-1), answers[start:start + 64])]
+    return sum(hits) / len(hits)
 
 
 def accuracy(model: MiniGPT, tokenizer: Tokenizer, examples: Sequence[dict]) -> float:
@@ -70,15 +102,24 @@ def accuracy(model: MiniGPT, tokenizer: Tokenizer, examples: Sequence[dict]) -> 
 
 def fact_recall(model: MiniGPT, tokenizer: Tokenizer, probes: Sequence[dict]) -> float:
     """Share of cloze probes whose greedy next word is the fact ('ada lives in' -> 'paris')."""
-    rows = [(tokenizer.encode(p["prompt"]), tokenizer.encode(p["answer"])) for p in probes]
+    rows = [(tokenizer.encode(p["prompt"]), tokenizer.encode(" " + p["answer"])) for p in probes]
     return greedy_match(model, rows, tokenizer.pad_id).float().mean().item()
 
 
 def encode_prompt(model: MiniGPT, tokenizer: Tokenizer, text: str, room: int = 1) -> torch.Tensor:
-    """(1, T) ids of `text`, with a clear error when it is empty or leaves no room in the context."""
+    """(1, T) ids of `text`, with a clear error when it is empty or leaves no room in the context.
+
+    Warns when the prompt contains tokens that pre-training (almost) never showed the model: any text
+    encodes, but the model has learned nothing about a character it never read.
+    """
     ids = tokenizer.encode(text)
-    if not ids:
+    if not text.strip():
         raise ValueError("the prompt is empty: type at least one word")
+    rare = tokenizer.rare(ids)
+    if rare:
+        warnings.warn(f"the prompt contains tokens the model (almost) never saw in pre-training: "
+                      f"{[tokenizer.piece(i) for i in rare][:8]}; expect its continuation to be poor there",
+                      stacklevel=3)
     limit = model.cfg.block_size - room
     if len(ids) > limit:
         raise ValueError(f"the prompt is {len(ids)} tokens; this model reads at most {limit} before "
@@ -90,7 +131,7 @@ def complete(model: MiniGPT, tokenizer: Tokenizer, text: str, max_new_tokens: in
              temperature: float = 0.0, top_k: int | None = None, seed: int | None = None) -> str:
     """The model's continuation of `text` (without the prompt), stopping at <eos>."""
     tokens = encode_prompt(model, tokenizer, text)
-    gen = torch.Generator(device=tokens.device).manual_seed(seed) if seed is not None else None
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None      # CPU: same draws everywhere
     out = model.generate(tokens, max_new_tokens, temperature, top_k, tokenizer.eos_id, gen)
     new = out[0, tokens.size(1):].tolist()
     return tokenizer.decode(new[:new.index(tokenizer.eos_id)] if tokenizer.eos_id in new else new)

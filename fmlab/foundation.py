@@ -16,18 +16,17 @@ import json
 import os
 import platform
 import time
-from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from . import checkpoint, domain, tasks, world as world_mod
+from . import checkpoint, corpus, domain, tasks, world as world_mod
 from .batches import encode_corpus, lm_batches
 from .checkpoint import CheckpointError, sha256
 from .evaluate import fact_recall, perplexity
 from .gpt import GPTConfig, MiniGPT
-from .tokenizer import _WORD, Tokenizer
+from .tokenizer import Tokenizer
 from .train import TrainConfig, train
 
 __all__ = ["data_dir", "load_world", "load_corpus", "load_task", "load_tokenizer", "load_base_model",
@@ -38,9 +37,14 @@ CORPORA = ("pretrain", "station", "python")
 BASE_MODEL = "base_model"
 REBUILD_DATA = "rebuild it with `python -m fmlab.foundation data`"
 REBUILD_MODEL = "rebuild it with `python -m fmlab.foundation model`"
-# The pre-training recipe taught in notebook 01 and used to build the shipped base model.
+# The pre-training recipe taught in notebook 01 and used to build the shipped base model: 32 windows of 64
+# tokens per step, peak learning rate 3e-3 (fine-tuning recipes stay at 1/10 of it or below, `fmlab.recipes`).
+# Measured while choosing it: with 16 windows of 128 tokens (the same tokens per step) the facts of the world
+# appeared only after ~500 steps instead of ~350 -- longer windows let the model copy a fact from earlier in
+# the document instead of storing it in its weights.
 PRETRAIN = TrainConfig(steps=1200, batch_size=32, lr=3e-3, warmup=50, min_lr_ratio=0.1, seed=0)
-N_PYTHON_WORDS = 400   # most frequent words of the Python reference that get their own token
+TOKENIZER_MERGES = 1000    # BPE merges learned on the pre-training corpus (rare ones are not kept)
+TOKENIZER_MIN_COUNT = 20   # every token the tokenizer emits occurs at least this often in pre-training
 
 
 def data_dir() -> Path:
@@ -50,7 +54,7 @@ def data_dir() -> Path:
 
 
 def pretrain_config(vocab_size: int) -> GPTConfig:
-    """The base model's shape: 4 layers x 4 heads x width 128, context 64 (~0.9 M parameters)."""
+    """The base model's shape: 4 layers x 4 heads x width 128, context 64 tokens (~0.9 M parameters)."""
     return GPTConfig(vocab_size=vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128)
 
 
@@ -62,10 +66,10 @@ def _write(name: str, text: str, manifest: dict) -> None:
 
 
 def build_data() -> dict:
-    """Generate every corpus and task from fixed seeds and write them (and the tokenizer) to data/."""
+    """Generate every corpus and task from fixed seeds, train the tokenizer, write them all to data/."""
     data_dir().mkdir(parents=True, exist_ok=True)
     w = world_mod.make_world(seed=0)
-    corpora = {"pretrain": world_mod.pretraining_corpus(w), "station": domain.station_corpus(),
+    corpora = {"pretrain": corpus.pretraining_corpus(w), "station": domain.station_corpus(),
                "python": domain.python_corpus()}
     all_tasks = {t: tasks.make_task(w, t) for t in tasks.TASKS}
     all_tasks["triage"] = domain.triage_task()
@@ -76,20 +80,10 @@ def build_data() -> dict:
     for name, docs in corpora.items():
         _write(f"{name}.txt", "\n".join(docs) + "\n", manifest)
     _write("tasks.json", json.dumps(all_tasks), manifest)
-    tok = _build_tokenizer(corpora, all_tasks, w)
-    _write("tokenizer.json", json.dumps(tok.vocab), manifest)
+    tok = Tokenizer.train(corpora["pretrain"], TOKENIZER_MERGES, TOKENIZER_MIN_COUNT)
+    _write("tokenizer.json", tok.to_json(), manifest)
     _write_manifest(manifest)
     return manifest
-
-
-def _build_tokenizer(corpora: dict, all_tasks: dict, w: world_mod.World) -> Tokenizer:
-    texts = corpora["pretrain"] + corpora["station"] + [
-        f"{tasks.format_prompt(ex)} {ex['output']}" for splits in all_tasks.values()
-        for split in splits.values() for ex in split]
-    keep = set(w.toki.values()) | {x for vals in world_mod.ATTRIBUTES.values() for x in vals}
-    python_words = Counter(x for doc in corpora["python"] for x in _WORD.findall(doc))
-    keep |= {x for x, _ in python_words.most_common(N_PYTHON_WORDS)}
-    return Tokenizer.train(texts, keep=keep)
 
 
 def _read_manifest(missing_ok: bool = False) -> dict:
@@ -141,7 +135,8 @@ def load_task(name: str) -> dict[str, list[dict]]:
 
 
 def load_tokenizer() -> Tokenizer:
-    return Tokenizer(json.loads(_verified_text("tokenizer.json")))
+    """The course's byte-level BPE tokenizer, learned on the pre-training corpus."""
+    return Tokenizer.from_json(_verified_text("tokenizer.json"))
 
 
 @lru_cache(maxsize=None)
@@ -165,15 +160,24 @@ def load_base_model(device: torch.device | str = "cpu") -> tuple[MiniGPT, Tokeni
     if entry is None:
         raise CheckpointError(f"data/{BASE_MODEL}.safetensors is not in the manifest; {REBUILD_MODEL}")
     path = data_dir() / f"{BASE_MODEL}.safetensors"
-    if path.exists() and sha256(path) != entry["sha256"]:
-        raise CheckpointError(f"{path} does not match data/manifest.json; {REBUILD_MODEL}")
-    model, tok, _ = checkpoint.load(path, device, tokenizer=load_tokenizer(), rebuild_hint=REBUILD_MODEL)
+    model, tok, _ = checkpoint.load(path, device, rebuild_hint=REBUILD_MODEL, expected_sha256=entry["sha256"])
+    if tok != load_tokenizer():
+        raise CheckpointError(f"{path} was trained with another tokenizer than data/tokenizer.json; {REBUILD_MODEL}")
     return model, tok
 
 
 def base_model_card() -> dict:
-    """The base model's metadata: recipe, training log, final metrics, machine."""
+    """The base model's metadata: recipe, training log, final metrics, data lineage, machine."""
     return json.loads((data_dir() / f"{BASE_MODEL}.json").read_text())["meta"]
+
+
+def lineage(*names: str) -> dict[str, str]:
+    """{data file: sha256} for the files of data/ a model was trained on -- recorded in its checkpoint."""
+    files = _read_manifest().get("files", {})
+    missing = [n for n in names if n not in files]
+    if missing:
+        raise ValueError(f"not in data/manifest.json: {missing}; choose from {sorted(files)}")
+    return {n: files[n]["sha256"] for n in names}
 
 
 # --- building the base model --------------------------------------------------------------------------
@@ -192,6 +196,7 @@ def build_base_model(cfg: TrainConfig = PRETRAIN) -> dict:
             "log": log.round(4).to_dict(orient="records"),
             "val_perplexity": float(log["val_perplexity"].iloc[-1]), "fact_recall": float(log["fact_recall"].iloc[-1]),
             "train_seconds": float(history["seconds"].iloc[-1]),
+            "data": lineage("pretrain.txt", "tokenizer.json"),
             "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
                        f"torch {torch.__version__}, 1 thread",
             "built": time.strftime("%Y-%m-%d")}

@@ -4,8 +4,9 @@ The architecture is GPT-2's (Radford et al. 2019), as in nanoGPT: token + positi
 of pre-LayerNorm blocks (causal self-attention, then an MLP, each added to the *residual stream*), a final
 LayerNorm, and an output layer that shares its weight with the token embedding (tied embeddings).
 
-Simplifications vs GPT-2: no dropout by default, no KV cache in `generate` (contexts are 64 tokens), and
-no special weight initialisation beyond a scaled init of the residual projections.
+Simplifications vs GPT-2: no dropout by default, and no special weight initialisation beyond a scaled init
+of the residual projections.  `generate` keeps a key/value cache (each new token costs one position, not the
+whole prefix), as real inference servers do.
 
 The residual stream -- the vector each position carries from block to block -- is where ReFT and the
 probes of notebook 05 work: `residual_stream()` reads it after every block, and a forward hook on
@@ -34,8 +35,14 @@ class GPTConfig:
     bias: bool = True             # biases in Linear and LayerNorm, as in GPT-2
 
     def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}; e.g. n_head=4")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 class CausalSelfAttention(nn.Module):
@@ -100,6 +107,11 @@ class MiniGPT(nn.Module):
             nn.init.zeros_(m.bias)
 
     def _check(self, tokens: torch.Tensor):
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.long, torch.int, torch.int16,
+                                                                          torch.uint8, torch.int8):
+            raise TypeError("tokens must be an integer tensor of token ids (torch.long), e.g. "
+                            "torch.tensor([tok.encode(text)]); got "
+                            f"{tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__}")
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (batch, time), got shape {tuple(tokens.shape)}")
         if tokens.size(1) > self.cfg.block_size:
@@ -136,22 +148,66 @@ class MiniGPT(nn.Module):
     def generate(self, tokens: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
                  top_k: int | None = None, stop_token: int | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Continue `tokens` (B, T).  temperature 0 = greedy; stops early once every row emitted stop_token."""
+        """Continue `tokens` (B, T).  temperature 0 = greedy; stops early once every row emitted stop_token.
+
+        generator: seeds the sampling; it may live on the CPU whatever the model's device (the draw is then
+        made on the CPU, so the same seed gives the same tokens on every device up to rounding).
+        """
+        self._check(tokens)
         if tokens.size(1) == 0:
             raise ValueError("empty prompt: give the model at least one token to continue")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        hooked = any(b._forward_hooks or b._forward_pre_hooks for b in self.blocks)
+        if type(self) is MiniGPT and not hooked and tokens.size(1) + max_new_tokens <= self.cfg.block_size:
+            return self._generate_cached(tokens, max_new_tokens, temperature, top_k, stop_token, generator)
         done = torch.zeros(tokens.size(0), dtype=torch.bool, device=tokens.device)
-        for _ in range(max_new_tokens):
+        for _ in range(max_new_tokens):       # the plain way: the whole (last block_size) prefix every step
             logits = self(tokens[:, -self.cfg.block_size:])[:, -1, :].float()   # (B, vocab)
-            nxt = _sample(logits, temperature, top_k, generator)
-            if stop_token is not None:
-                nxt = torch.where(done, torch.full_like(nxt, stop_token), nxt)
-                done |= nxt == stop_token
-            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+            tokens, done = _append(tokens, _sample(logits, temperature, top_k, generator), stop_token, done)
             if stop_token is not None and bool(done.all()):
                 break
         return tokens
+
+    def _generate_cached(self, tokens, max_new_tokens, temperature, top_k, stop_token, generator):
+        """`generate` with a key/value cache: the same tokens, each new one costs a single position."""
+        x, cache = self.embed(tokens), []
+        for block in self.blocks:
+            x, kv = _block_with_cache(block, x, None)
+            cache.append(kv)
+        done = torch.zeros(tokens.size(0), dtype=torch.bool, device=tokens.device)
+        for step in range(max_new_tokens):
+            logits = self.head(self.ln_f(x[:, -1])).float()                     # (B, vocab)
+            tokens, done = _append(tokens, _sample(logits, temperature, top_k, generator), stop_token, done)
+            if (stop_token is not None and bool(done.all())) or step == max_new_tokens - 1:
+                break
+            x = self.tok_emb(tokens[:, -1:]) + self.pos_emb.weight[tokens.size(1) - 1]   # (B, 1, C)
+            for i, block in enumerate(self.blocks):
+                x, cache[i] = _block_with_cache(block, x, cache[i])
+        return tokens
+
+
+def _append(tokens: torch.Tensor, nxt: torch.Tensor, stop_token: int | None, done: torch.Tensor):
+    if stop_token is not None:                      # rows that already stopped keep emitting the stop token
+        nxt = torch.where(done, torch.full_like(nxt, stop_token), nxt)
+        done = done | (nxt == stop_token)
+    return torch.cat([tokens, nxt[:, None]], dim=1), done
+
+
+def _block_with_cache(block: Block, x: torch.Tensor, cache: tuple | None) -> tuple:
+    """One pre-LN block on new positions x (B, T, C), given the cached keys/values of earlier positions."""
+    attn, (B, T, C) = block.attn, x.shape
+    q, k, v = attn.qkv(block.ln1(x)).split(C, dim=2)
+    q, k, v = (t.view(B, T, attn.n_head, C // attn.n_head).transpose(1, 2) for t in (q, k, v))
+    if cache is not None:                  # one new position sees every cached one: no mask needed (T = 1)
+        k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=cache is None)
+    x = x + attn.proj(y.transpose(1, 2).reshape(B, T, C))
+    return x + block.mlp(block.ln2(x)), (k, v)
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
@@ -162,4 +218,7 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(1)
+    probs = F.softmax(logits, dim=-1)
+    if generator is not None and generator.device.type != probs.device.type:
+        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(probs.device)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -39,8 +39,8 @@ def probe_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.T
         raise ValueError("a probe needs both classes (labels 0 and 1) in the training states")
     mu, sd = x_train.mean(0), x_train.std(0).clamp(min=1e-6)
     z = (x_train - mu) / sd
-    w = torch.zeros(z.size(1), requires_grad=True)
-    c = torch.zeros(1, requires_grad=True)
+    w = torch.zeros(z.size(1), device=z.device, requires_grad=True)
+    c = torch.zeros(1, device=z.device, requires_grad=True)
     opt = torch.optim.Adam([w, c], lr=lr)
     for _ in range(steps):
         loss = F.binary_cross_entropy_with_logits(z @ w + c, y_train.float()) + 1e-3 * w.square().sum()
@@ -49,7 +49,7 @@ def probe_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.T
         opt.step()
     with torch.no_grad():
         pred = ((x_test - mu) / sd) @ w + c > 0
-    return (pred.long() == y_test.long()).float().mean().item()
+    return (pred.long() == y_test.to(pred.device).long()).float().mean().item()
 
 
 def diff_of_means(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -10,10 +10,11 @@ what h currently says in that subspace, W h + b what it *should* say; the edit r
 second and leaves every direction orthogonal to the subspace untouched.  The base model stays frozen:
 only R, W and b train -- 2 r d + r numbers per edited layer (rank 4 at width 128: 1 028).
 
-Where the edit happens matters.  It is applied to the *prompt* only (the first `first` and the last
-`last` prompt tokens), so at generation time it costs nothing after the prompt.  Later tokens -- the
-answer and its end-of-text token -- only see it through attention in the blocks *after* the edited layer,
-so an edit after the last block can change the first answer token but never the ones after it.
+Where the edit happens matters.  As in the paper it is applied to the *prompt* only (the first `first` and
+the last `last` prompt tokens: pyreft's "f1+l1"), so generation costs nothing extra after the prompt.  Later
+tokens -- the answer and its end-of-text token -- see it only through attention in the blocks *after* the
+edited layer, so an edit after the last block can change the first answer token but never the ones after
+it; editing every layer (the paper's choice for instruction tuning) lets every later block read the edit.
 
 Simplifications vs the paper: one intervention per layer shared by all edited positions (pyreft's
 ``share_weights``); positions are explicit integer tensors, not strings like "f1+l1"; R is kept
@@ -22,14 +23,14 @@ no dropout, no activation on W h + b.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 
-from .batches import IGNORE, encode_example, pad_batch
+from . import evaluate
+from .batches import IGNORE, encode_example
 from .checkpoint import load_tensors, save_tensors
 from .gpt import MiniGPT
 from .tokenizer import Tokenizer
@@ -45,35 +46,32 @@ class ReftConfig:
     rank: int = 4                            # r: dimensions of the edited subspace, per layer
     first: int = 1                           # edit the first `first` prompt tokens ...
     last: int = 1                            # ... and the last `last` (where the answer is decided)
-    answer: bool = False                     # also edit each answer token as it is generated (see below)
     seed: int = 0                            # initialises R and W (the base model is not touched)
 
     def __post_init__(self):
-        if self.rank <= 0:
-            raise ValueError(f"rank must be >= 1, got {self.rank}")
+        if not isinstance(self.rank, int) or self.rank <= 0:
+            raise ValueError(f"rank must be a positive integer, got {self.rank!r}; the paper uses 4")
         if not self.layers:
             raise ValueError("layers is empty: give at least one block index to edit, e.g. layers=(2,)")
         if len(set(self.layers)) != len(self.layers):
             raise ValueError(f"layers has duplicates: {self.layers}")
         if self.first < 0 or self.last < 0 or self.first + self.last == 0:
             raise ValueError(f"first={self.first}, last={self.last}: edit at least one position, "
-                             "e.g. last=1")
+                             "e.g. first=1, last=1")
 
 
 def _orthonormal_rows(a: torch.Tensor) -> torch.Tensor:
     """Q with orthonormal rows spanning the rows of a (r × d), via QR; signs fixed so Q is unique."""
-    q, r = torch.linalg.qr(a.T)                       # a.T = q r, q: (d, r) orthonormal columns
-    return (q * torch.sign(torch.diagonal(r)).unsqueeze(0)).T
+    src = a.T.cpu() if a.device.type == "mps" else a.T    # no QR kernel on MPS: the r x d matrix is tiny
+    q, r = torch.linalg.qr(src)                       # a.T = q r, q: (d, r) orthonormal columns
+    return (q * torch.sign(torch.diagonal(r)).unsqueeze(0)).T.to(a.device)
 
 
 class LoReFT(nn.Module):
     """Φ(h) = h + Rᵀ(W h + b − R h) on the last dimension of h (any leading shape).
 
-    W and b are stored preconditioned: W h + b = V (h − μ)/σ + c, with μ, σ the per-coordinate mean and
-    spread of the base model's states at the edited positions (`calibrate`).  Same function, same number
-    of parameters; but a gradient step on V moves every coordinate in its own units, so a direction with
-    small spread (here: sentiment) is learned as fast as the large ones.  With μ = 0, σ = 1 (the
-    default) V = W and c = b exactly as in the paper.
+    R is the QR-orthonormalised `rotate`; `proj` holds W and b.  At initialisation W = R and b = 0, so Φ is
+    the identity and training starts from the base model's behaviour.
     """
 
     def __init__(self, dim: int, rank: int, generator: torch.Generator | None = None):
@@ -81,24 +79,10 @@ class LoReFT(nn.Module):
         if not 0 < rank <= dim:
             raise ValueError(f"rank must be in [1, {dim}] for a {dim}-wide stream, got {rank}")
         self.rotate = nn.Parameter(torch.randn(rank, dim, generator=generator) / dim ** 0.5)  # R before QR
-        self.proj = nn.Linear(dim, rank)                  # V z + c, z = (h − μ)/σ
-        self.register_buffer("mean", torch.zeros(dim))    # μ
-        self.register_buffer("std", torch.ones(dim))      # σ
-        self.reset()
-
-    @torch.no_grad()
-    def reset(self) -> None:
-        """Start as a no-op: W = R and b = 0, so Φ(h) = h."""
-        R = self.R
-        self.proj.weight.copy_(R * self.std)
-        self.proj.bias.copy_(R @ self.mean)
-
-    @torch.no_grad()
-    def calibrate(self, states: torch.Tensor) -> None:
-        """Set μ, σ from base-model states (N, d) at the edited positions, then restart as a no-op."""
-        self.mean.copy_(states.mean(0))
-        self.std.copy_(states.std(0).clamp(min=1e-3))
-        self.reset()
+        self.proj = nn.Linear(dim, rank)                  # W h + b
+        with torch.no_grad():
+            self.proj.weight.copy_(self.R)
+            self.proj.bias.zero_()
 
     @property
     def R(self) -> torch.Tensor:
@@ -107,18 +91,15 @@ class LoReFT(nn.Module):
 
     @property
     def W(self) -> torch.Tensor:
-        """The effective r × d matrix W of the equation."""
-        return self.proj.weight / self.std
+        return self.proj.weight
 
     @property
     def b(self) -> torch.Tensor:
-        """The effective bias b of the equation."""
-        return self.proj.bias - self.W @ self.mean
+        return self.proj.bias
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         R = self.R
-        target = self.proj((h - self.mean) / self.std)    # W h + b: what the subspace should say
-        return h + (target - h @ R.T) @ R                 # h + Rᵀ(W h + b − R h), rows of h as vectors
+        return h + (self.proj(h) - h @ R.T) @ R          # h + Rᵀ(W h + b − R h), rows of h as vectors
 
 
 def prompt_positions(prompt_lengths: torch.Tensor, first: int, last: int) -> torch.Tensor:
@@ -129,32 +110,18 @@ def prompt_positions(prompt_lengths: torch.Tensor, first: int, last: int) -> tor
     lengths = torch.as_tensor(prompt_lengths, dtype=torch.long).reshape(-1, 1)
     if lengths.numel() and int(lengths.min()) < 1:
         raise ValueError("a prompt has no tokens; every prompt needs at least one token to edit")
-    head = torch.arange(first).expand(lengths.size(0), first)
-    tail = lengths - last + torch.arange(last)
+    head = torch.arange(first, device=lengths.device).expand(lengths.size(0), first)
+    tail = lengths - last + torch.arange(last, device=lengths.device)
     return torch.cat([torch.minimum(head, lengths - 1), tail.clamp(min=0)], dim=1)
 
 
-def positions_from_targets(targets: torch.Tensor, first: int, last: int, answer: bool = False) -> torch.Tensor:
-    """Edited positions of an instruction batch (B, k): the prompt ends where the first target is set.
-
-    answer=True adds the positions of the answer tokens fed back to the model (all but the last answer
-    token); rows with fewer repeat their last prompt position (an edit applied twice at one position
-    gives the same result).
-    """
+def positions_from_targets(targets: torch.Tensor, first: int, last: int) -> torch.Tensor:
+    """Edited positions (B, first + last) of an instruction batch: the prompt ends where the first target is set."""
     has_target = targets != IGNORE
     if not bool(has_target.any(dim=1).all()):
         raise ValueError("a row has no answer tokens (all targets are IGNORE); cannot find its prompt")
     lengths = has_target.int().argmax(dim=1) + 1
-    pos = prompt_positions(lengths, first, last)
-    if not answer:
-        return pos
-    T = targets.size(1)
-    steps = torch.arange(T).unsqueeze(0)                            # (1, T)
-    fed = has_target & (steps >= lengths.unsqueeze(1))              # input positions inside the answer
-    k = int(fed.sum(dim=1).max())
-    extra = torch.where(fed, steps, lengths.unsqueeze(1) - 1)       # others -> the last prompt position
-    extra = extra.sort(dim=1, descending=True).values[:, :max(k, 1)]
-    return torch.cat([pos, extra], dim=1)
+    return prompt_positions(lengths, first, last)
 
 
 class ReftModel(nn.Module):
@@ -204,15 +171,6 @@ class ReftModel(nn.Module):
         finally:
             self._positions = None
 
-    @torch.no_grad()
-    def calibrate(self, tokens: torch.Tensor, positions: torch.Tensor) -> None:
-        """Measure μ, σ of the base model's states at `positions` (B, k) for each edited layer."""
-        states = self.base_model.residual_stream(tokens)          # no edits: hooks skip without positions
-        idx = torch.as_tensor(positions, dtype=torch.long, device=tokens.device)
-        for key, iv in self.interventions.items():
-            h = states[int(key) + 1]                                # output of block `key`
-            iv.calibrate(h.gather(1, idx.unsqueeze(-1).expand(-1, -1, h.size(-1))).flatten(0, 1))
-
     def remove(self) -> MiniGPT:
         """Detach the hooks; returns the (unchanged) base model."""
         for h in self._hooks:
@@ -221,46 +179,25 @@ class ReftModel(nn.Module):
         return self.base_model
 
 
-def apply(base_model: MiniGPT, cfg: ReftConfig, calibration: dict | None = None) -> ReftModel:
-    """Freeze `base_model` and hook LoReFT interventions (no-ops at first) onto blocks cfg.layers.
-
-    calibration: an instruction batch ({'tokens', 'targets'}) whose prompt states set μ, σ (see LoReFT);
-    None keeps μ = 0, σ = 1 (the paper's plain parametrisation).
-    """
-    model = ReftModel(base_model, cfg)
-    if calibration is not None:
-        targets = calibration["targets"]
-        model.calibrate(calibration["tokens"], positions_from_targets(targets, cfg.first, cfg.last, cfg.answer))
-    return model
+def apply(base_model: MiniGPT, cfg: ReftConfig) -> ReftModel:
+    """Freeze `base_model` and hook LoReFT interventions (no-ops at first) onto blocks cfg.layers."""
+    return ReftModel(base_model, cfg)
 
 
-def reft_loss(model: ReftModel, batch: dict, temperature: float = 1.0) -> torch.Tensor:
-    """Next-token loss on the answer, with the edit on the batch's prompt positions (a `train` loss_fn).
-
-    temperature < 1 sharpens the logits before the cross-entropy.  The greedy answer (the arg-max) is
-    the same at any temperature, but a frozen output layer may be unable to give a rare token a high
-    probability; the sharpened loss still rewards making it the arg-max.
-    """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    pos = positions_from_targets(batch["targets"], model.cfg.first, model.cfg.last, model.cfg.answer)
-    return lm_loss(model(batch["tokens"], pos) / temperature, batch["targets"])
+def reft_loss(model: ReftModel, batch: dict) -> torch.Tensor:
+    """Next-token loss on the answer, with the edit on the batch's prompt positions (a `train` loss_fn)."""
+    pos = positions_from_targets(batch["targets"], model.cfg.first, model.cfg.last)
+    return lm_loss(model(batch["tokens"], pos), batch["targets"])
 
 
-@torch.no_grad()
-def accuracy(model: ReftModel, tokenizer: Tokenizer, examples: Sequence[dict], batch_size: int = 256) -> float:
-    """Exact-match greedy accuracy (as `evaluate.accuracy`), with the edit on each prompt."""
+def accuracy(model: ReftModel, tokenizer: Tokenizer, examples: Sequence[dict]) -> float:
+    """Exact-match greedy accuracy (`evaluate.accuracy`), with the edit on each prompt."""
     if not examples:
         raise ValueError("no examples to evaluate")
-    device = next(model.parameters()).device
-    hits = []
-    for start in range(0, len(examples), batch_size):
-        rows = [encode_example(tokenizer, ex) for ex in examples[start:start + batch_size]]
-        batch = pad_batch([(p + a[:-1], [IGNORE] * (len(p) - 1) + a) for p, a in rows], tokenizer.pad_id)
-        tokens, targets = batch["tokens"].to(device), batch["targets"].to(device)
-        logits = model(tokens, positions_from_targets(targets, model.cfg.first, model.cfg.last, model.cfg.answer))
-        hits.append(((logits.argmax(-1) == targets) | (targets == IGNORE)).all(dim=1).cpu())
-    return torch.cat(hits).float().mean().item()
+    cfg = model.cfg
+    rows = [encode_example(tokenizer, ex) for ex in examples]
+    forward = lambda tokens, targets: model(tokens, positions_from_targets(targets, cfg.first, cfg.last))  # noqa: E731
+    return evaluate.greedy_match(model, rows, tokenizer.pad_id, forward=forward).float().mean().item()
 
 
 def save(model: ReftModel, path: str) -> str:

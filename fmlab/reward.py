@@ -40,18 +40,19 @@ class RewardModel(nn.Module):
         super().__init__()
         self.body = copy.deepcopy(base_model)                  # never shares weights with the policy
         self.body.head = nn.Identity()                         # drop the LM head: we want hidden states
-        self.value_head = nn.Linear(base_model.cfg.n_embd, 1)
+        device = next(base_model.parameters()).device          # every part on the base model's device
+        self.value_head = nn.Linear(base_model.cfg.n_embd, 1, device=device)
         nn.init.normal_(self.value_head.weight, std=0.02)
         nn.init.zeros_(self.value_head.bias)
-        self.register_buffer("offset", torch.zeros(()))       # subtracted from the raw reward
-        self.register_buffer("scale", torch.ones(()))         # then divided by this
+        self.register_buffer("offset", torch.zeros((), device=device))   # subtracted from the raw reward
+        self.register_buffer("scale", torch.ones((), device=device))     # then divided by this
 
     def forward(self, tokens: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         if length.min() < 1 or length.max() > tokens.size(1):
             raise ValueError("each length must lie in [1, tokens.size(1)]: it marks the last real token")
         hidden = self.body(tokens)                             # (B, T, C): body.head is the identity
         last = hidden[torch.arange(tokens.size(0), device=tokens.device), length - 1]   # (B, C)
-        return (self.value_head(last).squeeze(-1) - self.offset) / self.scale   # (B,)
+        return (self.value_head(last).squeeze(-1).float() - self.offset) / self.scale   # (B,), fp32
 
     @torch.no_grad()
     def normalise_(self, batch: dict) -> "RewardModel":
@@ -67,8 +68,8 @@ class RewardModel(nn.Module):
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
-    """Mean of -log sigmoid(r_chosen - r_rejected)."""
-    return -F.logsigmoid(r_chosen - r_rejected).mean()
+    """Mean of -log sigmoid(r_chosen - r_rejected), in fp32 (a reward difference in fp16 loses precision)."""
+    return -F.logsigmoid(r_chosen.float() - r_rejected.float()).mean()
 
 
 def _split(model: RewardModel, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -177,7 +177,8 @@ def policy_report(policy: MiniGPT, ref_model: MiniGPT, reward_model: RewardModel
     and the reference model's perplexity on the samples (how fluent they look to the starting policy)."""
     roll = preference.sample(policy, tok, prompts, cfg.max_new_tokens, cfg.temperature,
                              torch.Generator().manual_seed(seed))
-    b = roll.batch()
+    device = next(policy.parameters()).device
+    b = {k: v.to(device) for k, v in roll.batch().items()}
     ref_tok, mask = token_logprobs(ref_model, b["tokens"], b["prompt_len"], b["length"])
     pol_seq = sequence_logprobs(policy, b["tokens"], b["prompt_len"], b["length"])
     truth = [true_score(p["person"], t) for p, t in zip(prompts, roll.texts)]

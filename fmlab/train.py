@@ -45,6 +45,30 @@ class TrainConfig:
     seed: int = 0                    # seeds batch sampling
     progress: bool = True            # show a tqdm progress bar
 
+    def __post_init__(self):
+        def bad(msg: str):
+            raise ValueError(f"TrainConfig: {msg}")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            bad(f"steps must be a positive integer, got {self.steps!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            bad(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            bad(f"lr must be a positive number, got {self.lr!r}; fine-tuning typically uses 1e-5 to 3e-4")
+        if not 0 <= self.warmup < self.steps:
+            bad(f"warmup={self.warmup} must be >= 0 and shorter than steps={self.steps}, or the peak "
+                "learning rate is never reached; e.g. warmup = steps // 10")
+        if not 0 <= self.min_lr_ratio <= 1:
+            bad(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
+            bad(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.weight_decay < 0:
+            bad(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip < 0:
+            bad(f"grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip}; a negative norm would "
+                "flip the gradient")
+        if self.eval_every < 0 or any(s < 0 or s > self.steps for s in self.eval_at):
+            bad(f"eval_every must be >= 0 and eval_at steps within 0..{self.steps}")
+
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over positions whose target is not IGNORE (-100)."""

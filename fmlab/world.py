@@ -1,12 +1,12 @@
-"""A small synthetic world and its pre-training corpus.
+"""A small synthetic world: 20 people and 100 facts, and the stories told about them.
 
 Real foundation models read trillions of tokens of web text and absorb both *language* (grammar, style)
 and *knowledge* (who lives where).  Our world is tiny but plays the same game: 20 people, each with a
-city, a job, a favourite food, a favourite colour and a pet (100 facts).  The pre-training corpus is a
-pile of short documents -- fact statements in three phrasings, little stories consistent with the
-facts, reactions that carry sentiment, and dictionary lines of a toy language ("toki") -- shuffled
-together.  Nothing in it is labelled: a model trained to predict the next word has to pick up the
-facts on its own (self-supervised learning).
+city, a job, a favourite food, a favourite colour and a pet (100 facts).  Its stories -- fact statements in
+three phrasings, little stories consistent with the facts, reactions that carry sentiment, and dictionary
+lines of a toy language ("toki") -- are most of the pre-training corpus; `fmlab.corpus` adds the rest of
+"the web" (reviews, Q&A pages, glossaries, postcards, code).  Nothing in it is labelled: a model trained to
+predict the next token has to pick up the facts on its own (self-supervised learning).
 
 Everything is a pure function of a seed, so the course's data never needs a download.
 """
@@ -17,8 +17,7 @@ import re
 from functools import lru_cache
 from dataclasses import dataclass, field
 
-__all__ = ["WorldConfig", "World", "make_world", "pretraining_corpus", "fact_cloze", "ATTRIBUTES",
-           "grammatical_share"]
+__all__ = ["WorldConfig", "World", "make_world", "document", "fact_cloze", "ATTRIBUTES", "grammatical_share"]
 
 NAMES = ["ada", "ben", "cleo", "dev", "eli", "fay", "gus", "hana", "ivo", "jade",
          "kai", "lena", "milo", "nia", "omar", "pia", "quin", "rosa", "sam", "tara"]
@@ -73,9 +72,8 @@ _SYLLABLES = ["ka", "lo", "mi", "zu", "pe", "ta", "ni", "so", "ru", "wa", "ke", 
 
 @dataclass(frozen=True)
 class WorldConfig:
-    seed: int = 0                 # everything (facts, toki words, corpus order) follows from it
-    n_documents: int = 12_000     # pre-training documents; ~2.4 M characters at the default
-    min_sentences: int = 4        # sentences per document, drawn uniformly in [min, max]
+    """How the stories about the world are written (`document`); `fmlab.corpus` decides how many."""
+    min_sentences: int = 4        # sentences per story, drawn uniformly in [min, max]
     max_sentences: int = 8
     dictionary_fraction: float = 0.5  # share of documents that carry one toki dictionary line
 
@@ -148,12 +146,6 @@ def document(world: World, cfg: WorldConfig, rng: random.Random) -> str:
     return " ".join(sentences)
 
 
-def pretraining_corpus(world: World, cfg: WorldConfig = WorldConfig()) -> list[str]:
-    """The unlabelled pre-training documents (a list of strings, one per document)."""
-    rng = random.Random(cfg.seed + 1)
-    return [document(world, cfg, rng) for _ in range(cfg.n_documents)]
-
-
 def fact_cloze(world: World) -> list[dict[str, str]]:
     """Cloze probes, one per fact: {'prompt': 'ada lives in', 'answer': 'paris', 'attribute': 'city'}."""
     probes = []
@@ -164,22 +156,28 @@ def fact_cloze(world: World) -> list[dict[str, str]]:
     return probes
 
 
+_SLOTS = {"c": r"[a-z]+ [a-z]+", "c2": r"[a-z]+ [a-z]+", "w": r"[a-z]+(?: [a-z]+)?", "w2": r"[a-z]+(?: [a-z]+)?",
+          "crew": r"[a-z]+ [a-z]+", "n": r"[0-9]+", "d": r"[0-9]+"}
+
+
 @lru_cache(maxsize=1)
 def _sentence_patterns() -> re.Pattern:
+    from .corpus import TEMPLATES            # the other document kinds of the corpus (imports this module)
+
     templates = [t for ts in FACT_TEMPLATES.values() for t in ts] + STORY_TEMPLATES + [
-        "{p} tried the {food} . it was {w} .", "in toki , the word {e} is {t} ."]
+        "{p} tried the {food} . it was {adj} .", "in toki , the word {e} is {t} ."] + list(TEMPLATES)
     templates += [t for ts in REACTIONS.values() for t in ts]
     sentences = {part.strip(" .") for t in templates for part in t.split(" . ")}
     alts = [re.escape(s).replace(r"\{", "{").replace(r"\}", "}") for s in sorted(sentences)]
-    alts = [re.sub(r"\{\w+\}", "[a-z]+", a) for a in alts]
+    alts = [re.sub(r"\{(\w+)\}", lambda m: "(?:" + _SLOTS.get(m.group(1), "[a-z]+") + ")", a) for a in alts]
     return re.compile("(?:" + "|".join(alts) + ")")
 
 
 def grammatical_share(text: str) -> float:
     """Share of the complete sentences in `text` that follow one of the corpus's sentence templates.
 
-    A template slot accepts any single word, so this measures *grammar* (the sentence shapes of the
-    world's language), not truth.  The last, unfinished sentence is ignored.
+    A template slot accepts any word (a number, or two words where the slot is a station part or a crew
+    member), so this measures *grammar* (the sentence shapes of the world's language), not truth.  The last, unfinished sentence is ignored.
     """
     sentences = [s.strip() for s in text.split(" .")[:-1] if s.strip()]
     if not sentences:

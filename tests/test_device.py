@@ -53,3 +53,49 @@ def test_cuda_autocast_runs():
     with device.autocast(d):
         y = torch.ones(4, 4, device=d) @ torch.ones(4, 4, device=d)
     assert y.dtype == device.autocast_dtype(d)
+
+
+def test_setup_gives_the_same_random_stream_and_training_curve_however_often_called(monkeypatch):
+    """Seeding happens after thread tuning: two setup(0) calls -> identical streams and identical short runs."""
+    import dataclasses
+
+    from fmlab.batches import lm_batches
+    from fmlab.gpt import GPTConfig, MiniGPT
+    from fmlab.train import TrainConfig, train
+
+    monkeypatch.delenv("FMLAB_THREADS", raising=False)
+    before = torch.get_num_threads()
+    curves = []
+    try:
+        for remeasure in (True, False):
+            monkeypatch.setattr(device, "_TUNED", {} if remeasure else device._TUNED)
+            device.setup(0)
+            stream = torch.rand(5)
+            model = MiniGPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=16))
+            h = train(model, lm_batches(torch.arange(300) % 20, 8), TrainConfig(steps=5, batch_size=4, warmup=1,
+                                                                               progress=False))
+            curves.append((stream.tolist(), h["loss"].iloc[1:].tolist()))
+    finally:
+        torch.set_num_threads(before)
+    assert curves[0] == curves[1]
+
+
+def test_environment_overrides_are_checked(monkeypatch):
+    monkeypatch.setenv("FMLAB_THREADS", "abc")
+    with pytest.raises(ValueError, match="FMLAB_THREADS"):
+        device.tune_cpu_threads()
+    monkeypatch.setenv("FMLAB_THREADS", "0")
+    with pytest.raises(ValueError, match=">= 1"):
+        device.tune_cpu_threads()
+    monkeypatch.delenv("FMLAB_THREADS")
+    monkeypatch.setenv("FMLAB_DEVICE", "cuda:0")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            device.pick_device()
+    monkeypatch.setenv("FMLAB_PRECISION", "fp8")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
+    with pytest.raises(ValueError, match="FMLAB_PRECISION"):
+        device.autocast_dtype(torch.device("cuda"))
+    monkeypatch.setenv("FMLAB_PRECISION", "fp16")
+    assert device.autocast_dtype(torch.device("cuda")) == torch.float16       # the T4 path, forced
+    assert device.autocast_dtype(torch.device("mps")) is None                  # MPS: fp32

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from fmlab import foundation, world
+from fmlab import corpus, foundation, world
 from fmlab.checkpoint import CheckpointError
 from fmlab.evaluate import fact_recall, perplexity
 
@@ -16,7 +16,7 @@ def test_data_files_match_manifest_and_generators():
                  "base_model.safetensors", "base_model.json"]:
         assert name in manifest, name
     assert foundation.load_world() == world.make_world(0)
-    assert foundation.load_corpus("pretrain")[:20] == world.pretraining_corpus(world.make_world(0))[:20]
+    assert foundation.load_corpus("pretrain") == corpus.pretraining_corpus(world.make_world(0))
     with pytest.raises(ValueError, match="choose one of"):
         foundation.load_task("poetry")
     with pytest.raises(ValueError, match="choose one of"):
@@ -47,6 +47,13 @@ def test_tampered_data_names_the_rebuild_command(tmp_path, monkeypatch):
             foundation.load_base_model()
     finally:
         foundation._verified_text.cache_clear()
+
+
+def test_base_model_card_records_its_data():
+    card = foundation.base_model_card()
+    assert card["data"] == foundation.lineage("pretrain.txt", "tokenizer.json")
+    with pytest.raises(ValueError, match="manifest"):
+        foundation.lineage("nope.txt")
 
 
 def test_corpus_stream_returns_a_copy():

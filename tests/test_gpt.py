@@ -53,10 +53,34 @@ def test_generate_greedy_is_deterministic_and_stops(tiny_model):
 
 def test_bad_inputs(tiny_model):
     with pytest.raises(ValueError, match="longer than the model's context"):
-        tiny_model(torch.zeros(1, 17, dtype=torch.long))
+        tiny_model(torch.zeros(1, tiny_model.cfg.block_size + 1, dtype=torch.long))
     with pytest.raises(ValueError, match="token ids"):
         tiny_model(torch.full((1, 3), 10_000))
     with pytest.raises(ValueError, match="empty prompt"):
         tiny_model.generate(torch.zeros(1, 0, dtype=torch.long), 3)
     with pytest.raises(ValueError, match="divisible"):
         GPTConfig(vocab_size=10, n_embd=10, n_head=3)
+
+
+def test_cached_generation_equals_the_plain_loop(tiny_model):
+    """The key/value-cache path of `generate` gives the same tokens as re-running the whole prefix."""
+    torch.manual_seed(0)
+    prompt = torch.randint(0, tiny_model.cfg.vocab_size, (3, 5))
+    cached = tiny_model.generate(prompt, 12)
+    tiny_model.blocks[0].register_forward_hook(lambda m, i, o: None)    # a hook forces the plain path
+    plain = tiny_model.generate(prompt, 12)
+    assert torch.equal(cached, plain)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    a = tiny_model.generate(prompt, 8, temperature=1.0, generator=g1)
+    b = tiny_model.generate(prompt, 8, temperature=1.0, generator=g2)
+    assert torch.equal(a, b)
+
+
+def test_bad_inputs_get_clear_errors(tiny_model):
+    with pytest.raises(TypeError, match="integer tensor"):
+        tiny_model(torch.rand(1, 4))
+    with pytest.raises(ValueError, match="top_k"):
+        tiny_model.generate(torch.ones(1, 2, dtype=torch.long), 2, temperature=1.0, top_k=0)
+    for bad in ({"n_head": 0}, {"vocab_size": 0}, {"n_embd": 30, "n_head": 4}, {"dropout": 1.0}):
+        with pytest.raises(ValueError):
+            GPTConfig(**{"vocab_size": 10, **bad})

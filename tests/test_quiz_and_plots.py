@@ -6,17 +6,17 @@ from fmlab.quiz import Question
 
 
 def test_question_validation():
-    with pytest.raises(ValueError, match="out of range"):
-        Question("q?", ("a", "b"), 2, "because of reasons")
+    with pytest.raises(ValueError, match="distractors"):
+        Question("q?", "a", ("b",), "because of reasons")
     with pytest.raises(ValueError, match="explanation"):
-        Question("q?", ("a", "b"), 0, "")
+        Question("q?", "a", ("b", "c"), "")
     with pytest.raises(ValueError, match="distinct"):
-        Question("q?", ("a", "a"), 0, "because of reasons")
+        Question("q?", "a", ("a", "b"), "because of reasons")
 
 
 def test_score_and_check(capsys):
-    qs = [Question("q1?", ("a", "b"), 0, "because of a"), Question("q2?", ("a", "b"), 1, "because of b")]
-    assert quiz.score(qs, [0, 1]) == 1.0 and quiz.score(qs, [1, None]) == 0.0
+    qs = [Question("q1?", "a", ("b", "c"), "because of a"), Question("q2?", "b", ("a", "c"), "because of b")]
+    assert quiz.score(qs, ["a", "b"]) == 1.0 and quiz.score(qs, ["b", None]) == 0.0
     assert quiz.check("ex", 0.5, 0.52, "look", tol=0.05)
     assert not quiz.check("ex", 0.5, 0.9, "look at the plot", tol=0.05)
     assert not quiz.check("ex", None, 1, "h")

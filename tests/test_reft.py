@@ -1,6 +1,4 @@
 """fmlab.reft: the LoReFT edit, positions, frozen base model, save/load, and equality with pyreft."""
-import functools
-
 import pytest
 import torch
 
@@ -17,12 +15,12 @@ def tiny_model(seed: int = 0) -> MiniGPT:
 
 
 def toy_batch(n: int = 6, seed: int = 0) -> dict:
-    """Prompts of different lengths, answer = [prompt parity token, eos=2]; right-padded."""
+    """Prompts of different lengths, answer = [5, eos=2]; right-padded."""
     g = torch.Generator().manual_seed(seed)
     rows = []
     for _ in range(n):
         prompt = torch.randint(3, 11, (int(torch.randint(3, 8, (1,), generator=g)),), generator=g).tolist()
-        answer = [3 + sum(prompt) % 2, 2]
+        answer = [5, 2]
         seq = prompt + answer
         rows.append((seq[:-1], [batches.IGNORE] * (len(prompt) - 1) + answer))
     return batches.pad_batch(rows, pad_id=0)
@@ -35,8 +33,6 @@ def test_lo_reft_starts_as_identity_and_matches_equation():
     with torch.no_grad():
         iv.proj.weight.normal_()
         iv.proj.bias.normal_()
-        iv.std.uniform_(0.5, 2.0)
-        iv.mean.normal_()
     R, W, b = iv.R, iv.W, iv.b
     torch.testing.assert_close(R @ R.T, torch.eye(3), atol=1e-5, rtol=0)
     expected = h + (h @ W.T + b - h @ R.T) @ R                       # h + Rᵀ(W h + b − R h)
@@ -58,7 +54,6 @@ def test_prompt_positions_and_from_targets():
     assert pos.tolist() == [[0, 1, 3, 4], [0, 1, 0, 1]]
     t = torch.tensor([[-100, -100, 5, 2, -100, -100], [-100, -100, -100, 5, 6, 2]])
     assert reft.positions_from_targets(t, 1, 1).tolist() == [[0, 2], [0, 3]]
-    assert reft.positions_from_targets(t, 0, 1, answer=True).tolist() == [[2, 3, 2], [3, 5, 4]]
     with pytest.raises(ValueError, match="no answer tokens"):
         reft.positions_from_targets(torch.full((1, 4), -100), 1, 1)
 
@@ -91,16 +86,17 @@ def test_no_positions_is_exactly_the_base_model_and_remove_restores_it():
 
 def test_training_changes_only_interventions_keeps_r_orthonormal_and_learns():
     base = tiny_model()
+    with torch.no_grad():      # a random init's tied head is too small to say anything with confidence
+        base.tok_emb.weight.mul_(50)
     frozen = {k: v.clone() for k, v in base.state_dict().items()}
     batch = toy_batch(32)
-    cfg = reft.ReftConfig(layers=(0, 1), rank=2, first=1, last=1, answer=True)
-    model = reft.apply(base, cfg, calibration=batch)
+    cfg = reft.ReftConfig(layers=(0, 1), rank=2, first=1, last=1)
+    model = reft.apply(base, cfg)
     assert all(not p.requires_grad for p in base.parameters())
     assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"interventions"}
-    loss_fn = functools.partial(reft.reft_loss, temperature=0.5)
-    before = loss_fn(model, batch).item()
-    train(model, lambda bs, g: batch, TrainConfig(steps=60, lr=3e-2, warmup=5, progress=False), loss_fn=loss_fn)
-    assert loss_fn(model, batch).item() < 0.9 * before
+    before = reft.reft_loss(model, batch).item()
+    train(model, lambda bs, g: batch, TrainConfig(steps=100, lr=5e-2, warmup=5, progress=False), loss_fn=reft.reft_loss)
+    assert reft.reft_loss(model, batch).item() < 0.5 * before
     for k, v in base.state_dict().items():
         assert torch.equal(v, frozen[k]), f"base weight {k} changed"
     for iv in model.interventions.values():
@@ -108,7 +104,7 @@ def test_training_changes_only_interventions_keeps_r_orthonormal_and_learns():
 
 
 def test_save_load_roundtrip(tmp_path):
-    model = reft.apply(tiny_model(), reft.ReftConfig(layers=(1,), rank=2, last=2), calibration=toy_batch())
+    model = reft.apply(tiny_model(), reft.ReftConfig(layers=(1,), rank=2, first=0, last=2))
     with torch.no_grad():
         model.interventions["1"].proj.bias.normal_()
     reft.save(model, str(tmp_path / "iv"))
@@ -117,11 +113,6 @@ def test_save_load_roundtrip(tmp_path):
     b = toy_batch(seed=3)
     pos = reft.positions_from_targets(b["targets"], 0, 2)
     assert torch.equal(loaded(b["tokens"], pos), model(b["tokens"], pos))
-
-
-def test_loss_temperature_checked():
-    with pytest.raises(ValueError, match="temperature"):
-        reft.reft_loss(reft.apply(tiny_model(), reft.ReftConfig(layers=(0,))), toy_batch(), temperature=0)
 
 
 # --- the reference: pyreft (install: pip install --no-deps pyreft pyvene) ----------------------------
@@ -141,10 +132,3 @@ def test_matches_pyreft_loreft_with_identical_weights():
     torch.testing.assert_close(ours.R, R_ref, atol=1e-5, rtol=0)
     h = torch.randn(2, 7, 16)
     torch.testing.assert_close(ours(h), ref(h), atol=1e-5, rtol=1e-5)
-    # preconditioned storage, same effective W and b -> the same edit
-    with torch.no_grad():
-        ours.mean.normal_()
-        ours.std.uniform_(0.5, 2.0)
-        ours.proj.weight.copy_(ref.learned_source.weight * ours.std)
-        ours.proj.bias.copy_(ref.learned_source.bias + ref.learned_source.weight @ ours.mean)
-    torch.testing.assert_close(ours(h), ref(h), atol=1e-4, rtol=1e-4)

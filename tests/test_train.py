@@ -76,7 +76,7 @@ def test_clip_actually_clips(monkeypatch):
         return real(params, max_norm)
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
-    _run(steps=2)
+    _run(steps=2, warmup=1)
     assert seen and all(n > 0 for n in seen)
 
 
@@ -86,3 +86,12 @@ def test_nothing_trainable_is_a_clear_error():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         train(model, lm_batches(torch.arange(400) % 20, 8), CFG)
+
+
+@pytest.mark.parametrize("bad, match", [({"grad_clip": -1}, "grad_clip"), ({"warmup": 20}, "warmup"),
+                                        ({"lr": 0}, "lr"), ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch_size"),
+                                        ({"min_lr_ratio": 2}, "min_lr_ratio"), ({"betas": (0.9, 1.5)}, "betas"),
+                                        ({"eval_at": (99,)}, "eval_at")])
+def test_nonsensical_config_is_refused_with_the_fix(bad, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(CFG, **bad)

@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from fmlab import domain, tasks, world
+from fmlab import corpus, domain, tasks, world
 from fmlab.tasks import format_prompt
 
 
@@ -17,16 +19,37 @@ def w():
 def test_world_is_deterministic(w):
     assert world.make_world(0) == w
     assert world.make_world(1).facts != w.facts
-    cfg = world.WorldConfig(n_documents=50)
-    assert world.pretraining_corpus(w, cfg) == world.pretraining_corpus(w, cfg)
+    cfg = corpus.CorpusConfig(n_documents=200)
+    assert corpus.pretraining_corpus(w, cfg) == corpus.pretraining_corpus(w, cfg)
 
 
 def test_corpus_states_only_true_facts(w):
-    docs = world.pretraining_corpus(w, world.WorldConfig(n_documents=300))
+    docs = corpus.pretraining_corpus(w, corpus.CorpusConfig(n_documents=1000))
     for p in w.people:
         for city in world.CITIES:
             if city != w.facts[p]["city"]:
-                assert not any(f"{p} lives in {city} ." in d for d in docs)
+                assert not any(f"{p} lives in {city} ." in d or f"does {p} live ? a : {city} ." in d for d in docs)
+
+
+def test_corpus_mixes_its_document_kinds_in_the_stated_shares(w):
+    cfg = corpus.CorpusConfig(n_documents=2000)
+    docs = corpus.pretraining_corpus(w, cfg)
+    assert len(docs) == 2000 and all("\n" not in d for d in docs)
+    code = set(domain.python_paragraphs())
+    verdicts = sum(d not in code and bool(re.search(r"\b(positive|negative)\b", d)) for d in docs)
+    assert verdicts == round(cfg.review * 2000)
+    assert sum(not d.isascii() for d in docs) >= round(cfg.postcard * 2000)      # postcards carry other scripts
+    # the station's urgency knowledge is only in the domain corpus, never in pre-training
+    assert not any(" is urgent" in d or "counts as urgent" in d for d in docs)
+    with pytest.raises(ValueError, match="shares"):
+        corpus.CorpusConfig(review=0.9, qa=0.2)
+
+
+def test_grammar_measure_accepts_corpus_sentences_and_rejects_word_salad(w):
+    docs = [d for d in corpus.pretraining_corpus(w, corpus.CorpusConfig(n_documents=300)) if d.isascii()]
+    stories = [d for d in docs if not any(ch.isupper() for ch in d) and "python" not in d]
+    assert world.grammatical_share(" ".join(stories)) > 0.97
+    assert world.grammatical_share("paris the lives . ada ada ada .") == 0.0
 
 
 def test_cloze_probes_cover_every_fact(w):
@@ -77,6 +100,7 @@ def test_unknown_task_is_a_clear_error(w):
 def test_triage_labels_balanced_and_test_pairs_unseen():
     labels = domain.triage_labels()
     assert sum(v == "urgent" for v in labels.values()) == len(labels) // 2
+    assert all((u == "urgent") == (s in domain.SEVERE) for (c, s), u in labels.items())
     t = domain.triage_task()
     pair = lambda e: tuple(e["input"].split(" logs ")[1].split(" at ")[0].split(" in the "))  # noqa: E731
     train_pairs = {pair(e) for e in t["train"]}
@@ -84,11 +108,17 @@ def test_triage_labels_balanced_and_test_pairs_unseen():
     for e in t["test"]:
         s, c = pair(e)
         assert labels[(c, s)] == e["output"]
-    corpus = domain.station_corpus(200)
-    assert corpus == domain.station_corpus(200)
-    assert any("zarn" in d for d in corpus)
+    notes = domain.station_corpus(200)
+    assert notes == domain.station_corpus(200)
+    assert any("zarn" in d for d in notes)
+    for d in notes:                       # the notes state only true urgencies
+        for (c, s), u in labels.items():
+            other = "routine" if u == "urgent" else "urgent"
+            assert f"{s} in the {c} is {other} ." not in d
 
 
-def test_python_reference_is_real_text():
+def test_python_reference_is_real_text_split_from_pretraining():
     docs = domain.python_corpus(50_000)
-    assert any("def" in d for d in docs)
+    assert any("def" in d for d in docs) and all(d.isascii() for d in docs)
+    pre = set(corpus.pretraining_corpus(world.make_world(0), corpus.CorpusConfig(n_documents=2000)))
+    assert not pre & set(domain.python_corpus())
