@@ -1,37 +1,34 @@
-"""Every training method of the course on one base model, one budget, one table (notebook 09).
+"""Every training method of the course on one base model, one harness, one table (notebook 09).
 
-Exam guides end with a table of fine-tuning methods -- what each updates, what it costs, what it is for,
-what it risks.  This module *measures* that table.  `run(method, base_model, tok)` takes a fresh copy of
-the shipped base model, trains it with one method for the method's budget (optimizer steps) and returns
-one `Row`:
+Exam guides end with a table of fine-tuning methods -- what each updates, what it costs, what it is for, what
+it risks.  This module *measures* that table.  `run(method, base_model, tok, base)` takes a fresh copy of the
+shipped base model, trains it with one method and returns one `Row`:
 
-    trainable parameters (and % of the model)
-    training memory   = weights + gradients + optimizer state + activations of one real step
-                        (`fmlab.memory.measure` on one batch of that method's data, of a common size --
-                        16 examples -- so that activations compare like with like; frozen models the
-                        method needs during training -- a reference policy, a reward model -- count as weights)
-    wall seconds of training (the loop only: evaluation excluded; RLHF includes its reward model)
-    target metric     before and after training, and the *gain* = the share of the headroom closed:
-                        accuracy / win rate:  (after - before) / (best - before)   (best = 1)
-                        perplexity:           (log before - log after) / log before   (best = 1)
-    general ability   held-out perplexity of the pre-training text and fact recall, vs the base model
-    data              what the method needed ("1 000 labelled examples", "unlabelled domain text", ...)
+    cost      trainable parameters (and % of the deployed model); the models the method holds in memory while
+              it trains (a reference policy, a reward model, a teacher count too); the memory of one training
+              step on a common batch of 16 examples (`memory.measure`: weights of every model held +
+              gradients + optimizer state + activations); seconds per optimizer step, the budget (steps x
+              batch) and the total seconds (the training loop, plus training done to prepare the method:
+              a reward model, a teacher, a student's pre-training)
+    benefit   the method's own target metric before and after, in its own unit: accuracy, win rate against
+              the starting policy, or fact accuracy under a checker -- never mixed on one axis
+    risk      general ability of the model *as it is deployed*: held-out perplexity of the pre-training text
+              and fact recall -- for LoRA with the adapter on, for ReFT with its edit on the prompt's first and
+              last tokens, for a distilled student the student itself
+    data      what the method needed
 
-Per-method differences live in one small frozen dataclass per method (`FullFineTuning`, `Lora`, `Reft`,
-`Multitask`, `ContinuedPretraining`, `Rlhf`, `Dpo`), each with a `setup` that builds a `Run`: the model
-to train, its batches, its loss, its target metric.  No registry, no dispatch by name: the notebook lists
-the methods it wants.  Recipes are the ones the method notebooks settled on (02 full fine-tuning, 04 LoRA,
-05 ReFT, 06 multitask, 07 continued pre-training, 08 RLHF / DPO), at the budget a CPU affords.
+One small frozen dataclass per method (`FullFineTuning`, `Lora`, `Reft`, `Multitask`, `DomainAdaptation`,
+`Distillation`, `Rlhf`, `Dpo`, `Grpo`), each with a `setup` that builds a `Run`.  No registry, no dispatch by
+name: the notebook lists the methods it wants.  Recipes are those the method notebooks settled on, at budgets
+a CPU affords (each method's docstring says where they differ).
 
-Simplifications: one seed per call (the notebook repeats calls for a spread); memory is counted on CPU
-without the temporaries (`memory.measure` reports CUDA's peak when a GPU runs it); the preference pairs
-of RLHF and DPO come from the simulated labeller of `fmlab.preference`, collected once and shared.
+Simplifications: one seed per call (the notebook repeats calls for a spread); memory is counted on CPU without
+the temporaries (`memory.measure` reports CUDA's peak when a GPU runs it).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -39,38 +36,38 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from . import batches, dpo, evaluate, foundation, lora, memory, preference, recipes, reft, reward, rlhf, world
-from .gpt import MiniGPT
+from . import batches, distill, evaluate, foundation, lora, memory, recipes, reft, world
+from .gpt import GPTConfig, MiniGPT
 from .tokenizer import Tokenizer
 from .train import TrainConfig, default_loss, train
 
-__all__ = ["Run", "Row", "General", "general_reference", "run", "headroom_gain", "FullFineTuning", "Lora",
-           "Reft", "Multitask", "ContinuedPretraining", "Preferences", "collect_preferences", "Rlhf", "Dpo"]
-
-MULTITASK = ("sentiment", "translate", "summarize", "qa")
+__all__ = ["Run", "Row", "General", "general_ability", "general_reference", "run", "FullFineTuning", "Lora",
+           "Reft", "Multitask", "DomainAdaptation", "Distillation"]
 
 
 # --- what a method hands the harness, and what the harness returns ------------------------------------
 @dataclass
 class Run:
     """One method, ready to train: everything `run` needs, nothing about how it was built."""
-    model: nn.Module                                  # what `train` updates (a MiniGPT, or a ReftModel)
+    model: nn.Module                                  # what `train` updates
     batches: batches.Batcher                          # its training batches
-    cfg: TrainConfig                                  # its recipe; cfg.steps is the budget
-    target: str                                       # name of the target metric, e.g. "sentiment accuracy"
+    cfg: TrainConfig                                  # its recipe; cfg.steps x cfg.batch_size is the budget
+    metric: str                                       # the kind of target: "accuracy", "win rate", ...
+    target: str                                       # what exactly is measured, e.g. "sentiment accuracy (test)"
     score: Callable[[], float]                        # the target metric of `model` now
-    lm: MiniGPT                                       # the language model as deployed (general ability)
+    deployed: nn.Module                               # the model as a user runs it (general ability is measured on it)
     data: str                                         # the data the method needed, in words
     loss_fn: Callable[[nn.Module, dict], torch.Tensor] = default_loss
-    lower_is_better: bool = False                     # True for perplexity targets
-    frozen_bytes: int = 0                             # frozen models held in memory while training
-    extra_seconds: float = 0.0                        # training done while building the run (reward model)
+    held: dict[str, nn.Module] = field(default_factory=dict)   # other models in memory while training
+    extra_seconds: float = 0.0                        # training done to prepare the method (reward model, teacher)
+    recall_forward: Callable | None = None            # how fact recall runs the deployed model (ReFT: edit the prompt)
+    finish: Callable[[], float] | None = None         # a second stage after the loop (domain: the labels); its seconds
     notes: dict = field(default_factory=dict)         # method-specific measurements for the notebook
 
 
 @dataclass(frozen=True)
 class General:
-    """The base model's general ability: what every method is compared against."""
+    """General ability of a deployed model: what every method is compared against."""
     perplexity: float        # held-out pre-training text
     fact_recall: float       # share of the 100 fact cloze probes answered
 
@@ -80,21 +77,23 @@ class Row:
     method: str
     trainable: int             # parameters that receive gradients
     trainable_pct: float       # ... as a % of the deployed model's parameters
-    memory: memory.Memory      # one training step: weights (+ frozen models), gradients, optimizer, activations
-    memory_batch: int          # examples in the batch the memory was measured on (pairs for DPO)
-    batch_size: int            # examples per step in the method's recipe (activations scale with it)
-    train_s: float             # wall seconds of the training loop(s)
-    steps: int                 # optimizer steps (the budget)
-    target: str                # the target metric's name
+    models_held: int           # models in memory while training (the trained one included)
+    memory: memory.Memory      # one training step: weights of every model held, gradients, optimizer, activations
+    step_s: float              # seconds per optimizer step (the training loop only)
+    steps: int                 # optimizer steps
+    batch_size: int            # examples (or sequences, pairs, rollouts) per step
+    train_s: float             # total seconds: the loop + training done to prepare the method
+    metric: str                # the kind of target metric
+    target: str                # the target metric, exactly
     before: float              # target metric of the base model
     after: float               # ... after training
-    gain: float                # share of the headroom closed (see `headroom_gain`)
-    perplexity: float          # held-out general-text perplexity after training
-    fact_recall: float         # fact recall after training
+    perplexity: float          # held-out general-text perplexity of the deployed model
+    fact_recall: float         # fact recall of the deployed model
     perplexity_change: float   # perplexity / base perplexity - 1   (> 0: general text got harder)
     recall_drop: float         # base fact recall - fact recall     (> 0: facts forgotten)
     data: str                  # what the method needed
     base_identical: bool       # every base-model weight bit-identical after training
+    notes: dict                # method-specific measurements
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -103,37 +102,15 @@ class Row:
         return d
 
 
-def headroom_gain(before: float, after: float, lower_is_better: bool = False) -> float:
-    """Share of the distance to a perfect score that training closed (1 = perfect, 0 = no change, < 0 worse).
-
-    Accuracy-like metrics in [0, 1]: (after - before) / (1 - before).  Perplexity (>= 1, perfect = 1):
-    the same on a log scale, (log before - log after) / log before.
-    """
-    if lower_is_better:
-        if before <= 1 or after <= 0:
-            raise ValueError(f"perplexities must be > 1 before and > 0 after, got {before}, {after}")
-        return (math.log(before) - math.log(after)) / math.log(before)
-    if not 0 <= before < 1:
-        raise ValueError(f"an accuracy-like score must lie in [0, 1), got {before}: nothing left to gain")
-    return (after - before) / (1 - before)
-
-
 # --- the harness --------------------------------------------------------------------------------------
-_PROBES: list[dict] | None = None
-
-
-def _probes() -> list[dict]:
-    global _PROBES
-    if _PROBES is None:
-        _PROBES = world.fact_cloze(foundation.load_world())
-    return _PROBES
-
-
-def general_ability(model: MiniGPT, tok: Tokenizer, max_windows: int = 100) -> General:
-    """Held-out pre-training perplexity and fact recall of a language model."""
+def general_ability(model: nn.Module, tok: Tokenizer, recall_forward: Callable | None = None,
+                    max_windows: int = 100) -> General:
+    """Held-out pre-training perplexity and fact recall of a deployed language model."""
     stream = foundation.corpus_stream("pretrain", "val")
-    return General(perplexity=evaluate.perplexity(model, stream, max_windows=max_windows),
-                   fact_recall=evaluate.fact_recall(model, tok, _probes()))
+    probes = world.fact_cloze(foundation.load_world())
+    rows = [(tok.encode(p["prompt"]), tok.encode(" " + p["answer"])) for p in probes]
+    recall = evaluate.greedy_match(model, rows, tok.pad_id, forward=recall_forward).float().mean().item()
+    return General(perplexity=evaluate.perplexity(model, stream, max_windows=max_windows), fact_recall=recall)
 
 
 def general_reference(base_model: MiniGPT, tok: Tokenizer) -> General:
@@ -142,258 +119,227 @@ def general_reference(base_model: MiniGPT, tok: Tokenizer) -> General:
 
 
 def _fresh(base_model: MiniGPT) -> MiniGPT:
-    model = copy.deepcopy(base_model)
-    model.requires_grad_(True)
-    return model
+    return copy.deepcopy(base_model).requires_grad_(True)
 
 
-def _base_identical(lm: nn.Module, base_model: MiniGPT) -> bool:
-    """True when every weight of the base model is still in `lm`, bit for bit (adapters may sit beside)."""
-    state = {k.replace(".base.", "."): v for k, v in lm.state_dict().items()}
+def _bytes(model: nn.Module) -> int:
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}.values()
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _base_identical(model: nn.Module, base_model: MiniGPT) -> bool:
+    """True when every weight of the base model is still in `model`, bit for bit (adapters may sit beside)."""
+    state = {k.replace(".base.", ".").removeprefix("base_model."): v for k, v in model.state_dict().items()}
     return all(k in state and torch.equal(state[k], v) for k, v in base_model.state_dict().items())
-
-
-def _counts(run_: Run) -> tuple[int, float]:
-    params = {id(p): p for p in run_.model.parameters()}.values()
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    total = sum(p.numel() for p in params)
-    return trainable, 100 * trainable / total
 
 
 def run(method, base_model: MiniGPT, tok: Tokenizer, base: General, steps: int | None = None,
         seed: int = 0, memory_batch: int = 16) -> Row:
-    """Train a fresh copy of `base_model` with `method` for `steps` (default: the method's) and measure it.
+    """Train a fresh copy of `base_model` with `method` and measure it (the shipped model is not touched).
 
-    method: one of this module's method dataclasses (anything with ``setup(base_model, tok, steps, seed)
-    -> Run`` and a ``name``).  base: `general_reference(base_model, tok)`, measured once.
-    memory_batch: examples in the batch the step memory is measured on (the same for every method).
+    method: one of this module's method dataclasses (anything with a ``name`` and ``setup(base_model, tok,
+    steps, seed) -> Run``).  base: `general_reference(base_model, tok)`, measured once.  steps: the budget
+    (default: the method's recipe).  memory_batch: examples in the batch the step memory is measured on.
     """
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be >= 1 (optimizer steps of the budget), got {steps}")
     torch.manual_seed(seed)
-    r = method.setup(base_model, tok, steps or method.steps, seed)
-    trainable, pct = _counts(r)
+    r = method.setup(base_model, tok, steps or method.cfg.steps, seed)
+    params = {id(p): p for p in r.model.parameters()}.values()
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    deployed_total = sum(p.numel() for p in {id(p): p for p in r.deployed.parameters()}.values())
     before = r.score()
     batch = r.batches(memory_batch, torch.Generator().manual_seed(seed + 1))
     mem = memory.measure(r.model, batch, loss_fn=r.loss_fn)
-    mem = dataclasses.replace(mem, weights=mem.weights + r.frozen_bytes)
+    mem = dataclasses.replace(mem, weights=mem.weights + sum(_bytes(m) for m in r.held.values()))
     history = train(r.model, r.batches, dataclasses.replace(r.cfg, seed=seed, progress=False), loss_fn=r.loss_fn)
+    loop_s = float(history["seconds"].iloc[-1])
+    extra = r.extra_seconds + (r.finish() if r.finish else 0.0)
     r.model.eval()
     after = r.score()
-    general = general_ability(r.lm, tok)
-    identical = _base_identical(r.lm, base_model)
-    return Row(method=method.name, trainable=trainable, trainable_pct=pct, memory=mem, memory_batch=memory_batch,
-               batch_size=r.cfg.batch_size,
-               train_s=float(history["seconds"].iloc[-1]) + r.extra_seconds, steps=r.cfg.steps,
-               target=r.target, before=before, after=after,
-               gain=headroom_gain(before, after, r.lower_is_better),
-               perplexity=general.perplexity, fact_recall=general.fact_recall,
+    general = general_ability(r.deployed, tok, r.recall_forward)
+    return Row(method=method.name, trainable=trainable, trainable_pct=100 * trainable / deployed_total,
+               models_held=1 + len(r.held), memory=mem, step_s=loop_s / r.cfg.steps, steps=r.cfg.steps,
+               batch_size=r.cfg.batch_size, train_s=loop_s + extra, metric=r.metric, target=r.target,
+               before=before, after=after, perplexity=general.perplexity, fact_recall=general.fact_recall,
                perplexity_change=general.perplexity / base.perplexity - 1,
-               recall_drop=base.fact_recall - general.fact_recall, data=r.data, base_identical=identical)
+               recall_drop=base.fact_recall - general.fact_recall, data=r.data,
+               base_identical=_base_identical(r.model, base_model), notes=r.notes)
 
 
-# --- the methods: one small dataclass each ------------------------------------------------------------
+def _budget(cfg: TrainConfig, steps: int) -> TrainConfig:
+    """The recipe at another budget: warm-up scaled with the steps."""
+    return dataclasses.replace(cfg, steps=steps, warmup=min(steps - 1, round(cfg.warmup * steps / cfg.steps)))
+
+
 def _n(x: int) -> str:
     return f"{x:,}".replace(",", " ")
 
 
+def _sentiment(tok: Tokenizer, block: int):
+    data = foundation.load_task(recipes.SENTIMENT_TASK)
+    return data, batches.instruction_batches(tok, data["train"], block)
+
+
+# --- supervised fine-tuning: full, LoRA, ReFT, multitask ------------------------------------------------
 @dataclass(frozen=True)
 class FullFineTuning:
     """Every weight trains on one labelled task (notebook 02's recipe, `recipes.SENTIMENT_FT`)."""
     name: str = "full fine-tuning"
-    task: str = recipes.SENTIMENT_TASK
-    steps: int = recipes.SENTIMENT_FT.steps
     cfg: TrainConfig = recipes.SENTIMENT_FT
 
     def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
-        data = foundation.load_task(self.task)
+        data, train_batches = _sentiment(tok, base_model.cfg.block_size)
         model = _fresh(base_model)
-        return Run(model=model, batches=batches.instruction_batches(tok, data["train"], model.cfg.block_size),
-                   cfg=dataclasses.replace(self.cfg, steps=steps), target=f"{self.task} accuracy",
-                   score=lambda: evaluate.accuracy(model, tok, data["test"]), lm=model,
+        return Run(model=model, batches=train_batches, cfg=_budget(self.cfg, steps),
+                   metric="accuracy", target="sentiment accuracy (test)",
+                   score=lambda: evaluate.accuracy(model, tok, data["test"]), deployed=model,
                    data=f"{_n(len(data['train']))} labelled examples")
 
 
 @dataclass(frozen=True)
 class Lora:
-    """Frozen base + rank-r adapters on attention + the label words' embedding rows (notebook 04)."""
+    """Frozen base + rank-r adapters on the attention projections (notebook 04, `recipes.LORA_FT`)."""
     name: str = "LoRA"
-    task: str = recipes.SENTIMENT_TASK
     rank: int = 8
     alpha: float = 16.0
-    label_words: str = "positive negative"       # rows of the tied embedding that train too (new labels)
-    steps: int = 160
-    cfg: TrainConfig = dataclasses.replace(recipes.SENTIMENT_FT, batch_size=32)
+    cfg: TrainConfig = recipes.LORA_FT
 
     def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
-        data = foundation.load_task(self.task)
-        model = copy.deepcopy(base_model)
-        cfg = lora.LoraConfig(rank=self.rank, alpha=self.alpha, targets=lora.ATTENTION,
-                              train_tokens=tuple(tok.encode(self.label_words)), seed=seed)
-        lora.apply(model, cfg)
-        return Run(model=model, batches=batches.instruction_batches(tok, data["train"], model.cfg.block_size),
-                   cfg=dataclasses.replace(self.cfg, steps=steps), target=f"{self.task} accuracy",
-                   score=lambda: evaluate.accuracy(model, tok, data["test"]), lm=model,
+        data, train_batches = _sentiment(tok, base_model.cfg.block_size)
+        model = lora.apply(copy.deepcopy(base_model), lora.LoraConfig(rank=self.rank, alpha=self.alpha, seed=seed))
+        return Run(model=model, batches=train_batches, cfg=_budget(self.cfg, steps),
+                   metric="accuracy", target="sentiment accuracy (test)",
+                   score=lambda: evaluate.accuracy(model, tok, data["test"]), deployed=model,
                    data=f"{_n(len(data['train']))} labelled examples")
+
+
+class _ReftDeployed(nn.Module):
+    """A ReFT model as a user runs it: the edit on the first and last tokens of whatever it reads."""
+
+    def __init__(self, model: reft.ReftModel):
+        super().__init__()
+        self.reft_model, self.cfg = model, model.base_model.cfg
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        lengths = torch.full((tokens.size(0),), tokens.size(1), device=tokens.device)
+        return self.reft_model(tokens, reft.prompt_positions(lengths, self.reft_model.cfg.first, self.reft_model.cfg.last))
 
 
 @dataclass(frozen=True)
 class Reft:
-    """Frozen base + LoReFT edits of the prompt's hidden states (notebook 05)."""
+    """Frozen base + LoReFT edits of the prompt's hidden states (notebook 05: pyreft's setting, `recipes.REFT_FT`)."""
     name: str = "ReFT"
-    task: str = recipes.SENTIMENT_TASK
-    # notebook 05's recipe: rank-8 edits after blocks 1 and 3, on the last 4 prompt tokens (they hold the
-    # adjective) and the answer tokens (the label words are new to the frozen head, so <eos> needs an edit too)
-    config: reft.ReftConfig = reft.ReftConfig(layers=(1, 3), rank=8, first=0, last=4, answer=True)
-    temperature: float = 0.05                      # sharpened loss: see reft.reft_loss
-    steps: int = 200
-    cfg: TrainConfig = TrainConfig(steps=200, batch_size=32, lr=5e-2, warmup=20, weight_decay=0.0)
+    config: reft.ReftConfig = reft.ReftConfig()       # every layer, first and last prompt token, rank 4
+    cfg: TrainConfig = recipes.REFT_FT
 
     def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
-        data = foundation.load_task(self.task)
-        frozen = copy.deepcopy(base_model)
-        train_batches = batches.instruction_batches(tok, data["train"], frozen.cfg.block_size)
-        calibration = train_batches(len(data["train"]), torch.Generator().manual_seed(seed))
-        model = reft.apply(frozen, dataclasses.replace(self.config, seed=seed), calibration)
-        temperature = self.temperature
-        return Run(model=model, batches=train_batches, cfg=dataclasses.replace(self.cfg, steps=steps),
-                   target=f"{self.task} accuracy", score=lambda: reft.accuracy(model, tok, data["test"]),
-                   lm=frozen, data=f"{_n(len(data['train']))} labelled examples",
-                   loss_fn=lambda m, b: reft.reft_loss(m, b, temperature))
+        data, train_batches = _sentiment(tok, base_model.cfg.block_size)
+        model = reft.apply(copy.deepcopy(base_model), dataclasses.replace(self.config, seed=seed))
+        cfg = model.cfg
+        recall = lambda tokens, targets: model(tokens, reft.positions_from_targets(targets, cfg.first, cfg.last))  # noqa: E731
+        return Run(model=model, batches=train_batches, cfg=_budget(self.cfg, steps),
+                   metric="accuracy", target="sentiment accuracy (test)",
+                   score=lambda: reft.accuracy(model, tok, data["test"]), deployed=_ReftDeployed(model),
+                   loss_fn=reft.reft_loss, recall_forward=recall,
+                   data=f"{_n(len(data['train']))} labelled examples")
 
 
 @dataclass(frozen=True)
 class Multitask:
-    """Every weight trains on a balanced mixture of four instruction tasks (notebook 06)."""
+    """Every weight trains on a mixture of instruction tasks (notebook 06's mixture, same lr as `SENTIMENT_FT`)."""
     name: str = "multitask fine-tuning"
-    tasks: tuple[str, ...] = MULTITASK
-    test_size: int = 100                             # test examples per task (qa has fewer)
-    steps: int = 240                                 # notebook 06 runs 320 (80 per task); 240 fits the CPU budget
-    cfg: TrainConfig = TrainConfig(steps=240, batch_size=16, lr=2e-3, warmup=10)
+    tasks: tuple[str, ...] = ("translate", "qa", "sentiment")
+    weights: tuple[float, ...] = (100, 30, 40)                # notebook 06: steps each task needs alone
+    test_size: int = 100                                      # test examples per task
+    cfg: TrainConfig = dataclasses.replace(recipes.SENTIMENT_FT, steps=170, warmup=17)
 
     def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
         data = {t: foundation.load_task(t) for t in self.tasks}
         model = _fresh(base_model)
         mixture = batches.mix([batches.instruction_batches(tok, data[t]["train"], model.cfg.block_size)
-                               for t in self.tasks], [1] * len(self.tasks), pad_id=tok.pad_id)
+                               for t in self.tasks], list(self.weights), pad_id=tok.pad_id)
         tests = {t: data[t]["test"][:self.test_size] for t in self.tasks}
         n = sum(len(data[t]["train"]) for t in self.tasks)
-        return Run(model=model, batches=mixture, cfg=dataclasses.replace(self.cfg, steps=steps),
-                   target=f"mean accuracy, {len(self.tasks)} tasks",
+        return Run(model=model, batches=mixture, cfg=_budget(self.cfg, steps),
+                   metric="accuracy", target=f"mean accuracy over {len(self.tasks)} tasks (test)",
                    score=lambda: sum(evaluate.accuracy(model, tok, tests[t]) for t in tests) / len(tests),
-                   lm=model, data=f"{_n(n)} labelled examples of {len(self.tasks)} tasks")
+                   deployed=model, data=f"{_n(n)} labelled examples of {len(self.tasks)} tasks")
 
 
+# --- domain adaptation: continued pre-training, then a few labels -------------------------------------
 @dataclass(frozen=True)
-class ContinuedPretraining:
-    """Self-supervised next-token training on unlabelled domain text (notebook 07: domain adaptation)."""
-    name: str = "continued pre-training"
-    corpus: str = "station"
-    steps: int = 150
-    cfg: TrainConfig = TrainConfig(steps=150, batch_size=16, lr=2e-3, warmup=20)
-    eval_windows: int = 30                            # held-out windows of 64 tokens for the domain perplexity
+class DomainAdaptation:
+    """Continued pre-training on unlabelled station notes, then triage fine-tuning on a few labelled logs
+    (notebook 07; fewer continued pre-training steps here, to fit the capstone's budget).
+
+    The budget (`cfg`) is the continued pre-training; the labelled fine-tuning afterwards (`label_cfg`,
+    `labels` logs) is counted in the total seconds.  The target is triage accuracy on logs of unseen
+    (part, symptom) pairs; notes record the same labels fine-tuned from the base model, without the notes.
+    """
+    name: str = "domain adaptation"
+    labels: int = 64
+    cfg: TrainConfig = TrainConfig(steps=80, batch_size=32, lr=1e-3, warmup=8)
+    label_cfg: TrainConfig = dataclasses.replace(recipes.SENTIMENT_FT, steps=60, warmup=6)
+    compare_base: bool = True                            # also fine-tune the base on the same labels (notes)
 
     def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
-        train_stream = foundation.corpus_stream(self.corpus, "train")
-        val = foundation.corpus_stream(self.corpus, "val")
+        triage = foundation.load_task("triage")
+        stream, val = foundation.corpus_stream("station", "train"), foundation.corpus_stream("station", "val")
         model = _fresh(base_model)
-        return Run(model=model, batches=batches.lm_batches(train_stream, model.cfg.block_size),
-                   cfg=dataclasses.replace(self.cfg, steps=steps), target=f"{self.corpus} perplexity",
-                   score=lambda: evaluate.perplexity(model, val, max_windows=self.eval_windows), lm=model,
-                   data=f"{_n(train_stream.numel())} tokens of unlabelled {self.corpus} text",
-                   lower_is_better=True)
+        labelled = batches.instruction_batches(tok, triage["train"][:self.labels], model.cfg.block_size)
+        test = triage["test"][:200]
+        label_cfg = dataclasses.replace(self.label_cfg, seed=seed, progress=False)
+        notes = {"station perplexity, base": evaluate.perplexity(base_model, val, max_windows=30)}
+        if self.compare_base:
+            plain = _fresh(base_model)
+            train(plain, labelled, label_cfg)
+            notes[f"base + the same {self.labels} labels, no notes"] = evaluate.accuracy(plain, tok, test)
+
+        def finish() -> float:           # after continued pre-training: the few labelled logs
+            notes["station perplexity, adapted"] = evaluate.perplexity(model, val, max_windows=30)
+            return float(train(model, labelled, label_cfg)["seconds"].iloc[-1])
+
+        return Run(model=model, batches=batches.lm_batches(stream, model.cfg.block_size),
+                   cfg=_budget(self.cfg, steps), metric="accuracy",
+                   target=f"triage accuracy, {self.labels} labelled logs (test)",
+                   score=lambda: evaluate.accuracy(model, tok, test), deployed=model, finish=finish, notes=notes,
+                   data=f"{_n(stream.numel())} tokens of unlabelled notes + {self.labels} labelled logs")
 
 
-# --- human preferences: RLHF (reward model + RL) and DPO ----------------------------------------------
-@dataclass
-class Preferences:
-    """Preference pairs on the base model's own answers, labelled once, shared by RLHF and DPO."""
-    pairs: dict                    # preference.make_pairs output (training people)
-    train_prompts: list[dict]      # prompts about the training people
-    test_prompts: list[dict]       # prompts about held-out people: the win rate is measured here
-    samples_per_prompt: int        # test samples per prompt for the win rate
-
-
-def collect_preferences(base_model: MiniGPT, tok: Tokenizer, per_prompt: int = 8, test_samples: int = 8,
-                        seed: int = 0) -> Preferences:
-    """Sample two answers per prompt from the base model and let the simulated labeller choose (notebook 08)."""
-    names = world.NAMES
-    train_prompts, test_prompts = preference.make_prompts(names[:15]), preference.make_prompts(names[15:])
-    gen = torch.Generator().manual_seed(seed)
-    many = [p for p in train_prompts for _ in range(per_prompt)]
-    a = preference.sample(base_model, tok, many, max_new_tokens=10, generator=gen)
-    b = preference.sample(base_model, tok, many, max_new_tokens=10, generator=gen)
-    prefers_a = preference.label_pairs([p["person"] for p in many], a.texts, b.texts,
-                                       preference.LabellerConfig(seed=seed))
-    return Preferences(preference.make_pairs(a, b, prefers_a), train_prompts, test_prompts, test_samples)
-
-
-def _win_rate(policy: MiniGPT, start: list[float], prefs: Preferences, tok: Tokenizer, seed: int) -> float:
-    return preference.win_rate(_true_scores(policy, prefs, tok, seed), start)
-
-
-def _true_scores(policy: MiniGPT, prefs: Preferences, tok: Tokenizer, seed: int) -> list[float]:
-    prompts = [p for p in prefs.test_prompts for _ in range(prefs.samples_per_prompt)]
-    roll = preference.sample(policy, tok, prompts, 10, 1.0, torch.Generator().manual_seed(seed + 7))
-    return [preference.rubric(p["person"], t) for p, t in zip(prompts, roll.texts)]
-
-
-def _preference_run(policy: MiniGPT, base_model: MiniGPT, prefs: Preferences, tok: Tokenizer, seed: int,
-                    **kwargs) -> Run:
-    start = _true_scores(base_model, prefs, tok, seed)     # same seed: an untrained policy ties itself, 0.5
-    return Run(model=policy, target="win rate vs the start (true preference)", lm=policy,
-               score=lambda: _win_rate(policy, start, prefs, tok, seed),
-               data=f"{_n(len(prefs.pairs['chosen']))} preference pairs", **kwargs)
-
-
-def _bytes(model: nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in model.parameters()) + sum(
-        b.numel() * b.element_size() for b in model.buffers())
-
-
+# --- distillation ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Rlhf:
-    """Reward model on the pairs, then KL-penalised policy gradient against it (notebook 08)."""
-    prefs: Preferences
-    name: str = "RLHF (reward model + RL)"
-    beta: float = 0.3                                  # KL coefficient
-    steps: int = 80                                    # RL steps
-    cfg: TrainConfig = TrainConfig(steps=80, batch_size=32, lr=5e-4, warmup=5, weight_decay=0.0)
-    reward_cfg: TrainConfig = TrainConfig(steps=100, batch_size=32, lr=1e-3, warmup=10)
+class Distillation:
+    """A small student (2 blocks x width 64, pre-trained on the same corpus) learns the fine-tuned teacher's soft
+    targets (notebook 10).  Teacher = the base model fine-tuned with `recipes.SENTIMENT_FT`; both the teacher's
+    fine-tuning and the student's pre-training are counted in the total seconds (notebook 10 pre-trains the
+    student for 300 steps; the same here)."""
+    name: str = "distillation"
+    temperature: float = 2.0
+    label_weight: float = 0.5
+    student: GPTConfig | None = None                   # default: 2 blocks x 64, the base's vocabulary and context
+    student_pretrain: TrainConfig = dataclasses.replace(foundation.PRETRAIN, steps=300, warmup=30)
+    cfg: TrainConfig = dataclasses.replace(recipes.SENTIMENT_FT, steps=200, warmup=20)
 
     def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
-        ref_model = rlhf.freeze(copy.deepcopy(base_model))
-        reward_model = reward.RewardModel(base_model).to(next(base_model.parameters()).device)
-        reward_model.requires_grad_(True)
-        pad = tok.pad_id
-        history = train(reward_model, preference.pair_batches(self.prefs.pairs, pad),
-                        dataclasses.replace(self.reward_cfg, seed=seed, progress=False), loss_fn=reward.reward_loss)
-        rlhf.freeze(reward_model)
-        everything = preference.pair_batch(self.prefs.pairs, range(len(self.prefs.pairs["chosen"])), pad)
-        reward_model.normalise_({k: v.to(next(reward_model.parameters()).device) for k, v in everything.items()})
-        policy = _fresh(base_model)
-        rl = rlhf.RLConfig(beta=self.beta, group=4, max_new_tokens=10)
-        rollouts = rlhf.rollout_batches(policy, ref_model, reward_model, tok, self.prefs.train_prompts, rl)
-        return _preference_run(policy, base_model, self.prefs, tok, seed, batches=rollouts,
-                               cfg=dataclasses.replace(self.cfg, steps=steps),
-                               loss_fn=rlhf.policy_gradient_loss(rl),
-                               frozen_bytes=_bytes(ref_model) + _bytes(reward_model),
-                               extra_seconds=float(history["seconds"].iloc[-1]))
-
-
-@dataclass(frozen=True)
-class Dpo:
-    """Direct preference optimisation on the same pairs: no reward model, no sampling (notebook 08)."""
-    prefs: Preferences
-    name: str = "DPO"
-    beta: float = 0.1
-    steps: int = 80
-    cfg: TrainConfig = TrainConfig(steps=80, batch_size=32, lr=5e-4, warmup=5, weight_decay=0.0)
-
-    def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
-        ref_model = rlhf.freeze(copy.deepcopy(base_model))
-        policy = _fresh(base_model)
-        return _preference_run(policy, base_model, self.prefs, tok, seed,
-                               batches=preference.pair_batches(self.prefs.pairs, tok.pad_id),
-                               cfg=dataclasses.replace(self.cfg, steps=steps),
-                               loss_fn=dpo.dpo_loss_fn(ref_model, self.beta), frozen_bytes=_bytes(ref_model))
+        data, train_batches = _sentiment(tok, base_model.cfg.block_size)
+        teacher = _fresh(base_model)
+        h = train(teacher, train_batches, dataclasses.replace(recipes.SENTIMENT_FT, seed=seed, progress=False))
+        teacher.eval().requires_grad_(False)
+        spent = float(h["seconds"].iloc[-1])
+        cfg = self.student or GPTConfig(vocab_size=base_model.cfg.vocab_size, block_size=base_model.cfg.block_size,
+                                        n_layer=2, n_head=2, n_embd=64)
+        torch.manual_seed(seed)
+        student = MiniGPT(cfg).to(next(base_model.parameters()).device)
+        t0 = time.perf_counter()
+        train(student, batches.lm_batches(foundation.corpus_stream("pretrain"), cfg.block_size),
+              dataclasses.replace(self.student_pretrain, seed=seed, progress=False))
+        spent += time.perf_counter() - t0
+        soft = distill.soft_target_batches(teacher, tok, data["train"], cfg.block_size)
+        notes = {"teacher accuracy (test)": evaluate.accuracy(teacher, tok, data["test"]),
+                 "teacher parameters": teacher.num_params(), "student parameters": student.num_params()}
+        return Run(model=student, batches=soft, cfg=_budget(self.cfg, steps), metric="accuracy",
+                   target="sentiment accuracy (test)", score=lambda: evaluate.accuracy(student, tok, data["test"]),
+                   deployed=student, loss_fn=distill.distillation_loss_fn(self.temperature, self.label_weight),
+                   held={"teacher": teacher}, extra_seconds=spent, notes=notes,
+                   data=f"{_n(len(data['train']))} labelled examples + the teacher's outputs")
