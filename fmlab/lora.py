@@ -7,35 +7,35 @@ pre-trained weight W (d_out × d_in) frozen and learns its update as a product o
 
 so ΔW = (α / r) B A has rank at most r and costs r (d_in + d_out) numbers instead of d_in d_out.
 A starts like nn.Linear's weight (Kaiming-uniform) and B at zero, so at step 0 the adapter adds nothing
-and the model is exactly the base model.  The scale α / r keeps the update's size roughly independent of
-the rank, so a learning rate found at one rank carries over to another.
+and the model is exactly the base model.  The scale α / r multiplies the update: at a fixed α / r a lower
+rank moves the model less per step (fewer directions), at a fixed α it moves it more.
 
 For inference the update can be *merged*: W ← W + (α / r) B A gives one ordinary matrix again (no extra
-latency); *unmerging* subtracts it.  Only A and B need saving: an adapter is kilobytes where the model is
-megabytes, and one base model can serve many tasks by swapping adapters.
+latency); *unmerging* subtracts it.  Only A and B need saving: an adapter is a small file (rank 8 on
+MiniGPT's attention: 24,576 numbers, ~100 KB in fp32, against ~3.7 MB for the model), and one base model
+can serve many tasks by swapping adapters.  `disabled` switches the adapters off without removing them
+(peft's ``disable_adapter``): the model is then exactly the base model.
 
-Words the base model never saw (a new label) have embeddings pre-training never shaped; with tied
-embeddings those rows are also the output layer, and a low-rank update elsewhere struggles to make up for
-them.  ``train_tokens`` therefore also trains a delta on a few embedding rows (`TokenRows`), as peft's
-``trainable_token_indices`` does.
-
-Simplifications vs the paper: adapters wrap `nn.Linear` layers only (the paper and peft also handle
-embeddings and convolutions); targets are chosen by module-name suffix, not regex; one adapter per layer
-at a time (peft keeps several named adapters side by side); no rsLoRA / DoRA variants.
+Simplifications vs the paper and peft: adapters wrap `nn.Linear` layers only (peft also handles embeddings
+and convolutions); targets are chosen by module-name suffix, not regex; one adapter per layer at a time
+(peft keeps several named adapters side by side); no rsLoRA / DoRA variants.  A is drawn from a CPU
+generator and moved to the layer's device, so the same seed gives the same adapter on every device.
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.nn as nn
 
 from .checkpoint import load_tensors, save_tensors
 
-__all__ = ["LoraConfig", "LoRALinear", "TokenRows", "ATTENTION", "ALL_LINEAR", "apply", "remove", "merge",
-           "unmerge", "lora_layers", "token_layers", "adapter_state", "count_params", "save", "load"]
+__all__ = ["LoraConfig", "LoRALinear", "ATTENTION", "ALL_LINEAR", "apply", "remove", "merge", "unmerge",
+           "disabled", "lora_layers", "adapter_state", "count_params", "save", "load"]
 
 ATTENTION = ("attn.qkv", "attn.proj")                    # MiniGPT's attention projections
 ALL_LINEAR = ATTENTION + ("mlp.fc", "mlp.proj")          # ... and its MLP (the tied output head excluded)
@@ -47,23 +47,19 @@ class LoraConfig:
     alpha: float = 16.0                      # α: the update is scaled by α / r (α = 2 r is a common default)
     dropout: float = 0.0                     # dropout on the adapter's input only (the base path is untouched)
     targets: tuple[str, ...] = ATTENTION     # wrap every nn.Linear whose name ends with one of these
-    train_tokens: tuple[int, ...] = ()       # token ids whose embedding rows also train (new words, labels)
     seed: int = 0                            # initialises A (B starts at zero)
 
     def __post_init__(self):
-        if not isinstance(self.rank, int) or self.rank <= 0:
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
             raise ValueError(f"rank must be a positive integer, got {self.rank!r}; try rank=8")
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}; a common choice is alpha = 2 * rank")
+        if not isinstance(self.alpha, (int, float)) or not self.alpha > 0 or not math.isfinite(self.alpha):
+            raise ValueError(f"alpha must be a number > 0, got {self.alpha!r}; a common choice is alpha = 2 * rank")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if isinstance(self.targets, str) or not self.targets:
-            raise ValueError(f"targets must be a non-empty tuple of module names, e.g. {ATTENTION}, "
-                             f"got {self.targets!r}")
-        if len(set(self.train_tokens)) != len(self.train_tokens) or any(
-                not isinstance(i, int) or i < 0 for i in self.train_tokens):
-            raise ValueError(f"train_tokens must be distinct token ids >= 0, got {self.train_tokens!r}; "
-                             "e.g. tuple(tok.encode('positive negative'))")
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}; 0 switches it off")
+        if (not isinstance(self.targets, tuple) or not self.targets
+                or not all(isinstance(t, str) and t.strip() for t in self.targets)):
+            raise ValueError(f"targets must be a non-empty tuple of module names, e.g. lora.ATTENTION = "
+                             f"{ATTENTION}, got {self.targets!r}")
 
     @property
     def scaling(self) -> float:
@@ -87,6 +83,7 @@ class LoRALinear(nn.Module):
         _kaiming_uniform_(self.A, generator)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
+        self.enabled = True
 
     def delta_weight(self) -> torch.Tensor:
         """ΔW = (α / r) B A, shaped like the base weight (d_out, d_in)."""
@@ -94,7 +91,7 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)                                       # W x + b (already includes ΔW when merged)
-        if self.merged:
+        if self.merged or not self.enabled:
             return y
         return y + self.scaling * (self.dropout(x) @ self.A.T @ self.B.T)   # (..., d_out)
 
@@ -111,37 +108,15 @@ class LoRALinear(nn.Module):
             self.merged = False
 
 
-class TokenRows(nn.Module):
-    """An embedding (or the output layer tied to it) whose rows `ids` get a trainable delta: W' = W + Δ[ids].
-
-    peft's ``trainable_token_indices`` does the same: a word the base model never saw (a new label) has
-    an embedding the pre-training never shaped, and a low-rank update of the *other* layers struggles to
-    compensate; training just those rows costs k × d numbers.  Embedding and tied head share one Δ.
-    """
-
-    def __init__(self, base: nn.Embedding | nn.Linear, ids: torch.Tensor, delta: nn.Parameter):
-        super().__init__()
-        self.base, self.delta = base, delta
-        self.register_buffer("ids", ids, persistent=False)
-        self.merged = False
-
-    def weight(self) -> torch.Tensor:
-        if self.merged:
-            return self.base.weight
-        return self.base.weight.index_add(0, self.ids, self.delta)          # (vocab, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.base, nn.Embedding):
-            return nn.functional.embedding(x, self.weight())
-        return nn.functional.linear(x, self.weight(), self.base.bias)
-
-
 def _kaiming_uniform_(weight: torch.Tensor, generator: torch.Generator | None) -> None:
-    """nn.Linear's default init (kaiming_uniform_ with a = √5): U(-1/√d_in, 1/√d_in), seeded."""
+    """nn.Linear's default init (kaiming_uniform_ with a = √5): U(-1/√d_in, 1/√d_in), seeded.
+
+    Drawn on the CPU (where `generator` lives) and moved: the same seed gives the same A on any device.
+    """
     bound = 1.0 / math.sqrt(weight.size(1))
+    draw = torch.rand(weight.shape, generator=generator, dtype=torch.float32) * 2 * bound - bound
     with torch.no_grad():
-        weight.copy_(torch.rand(weight.shape, generator=generator, dtype=weight.dtype).to(weight.device)
-                     * 2 * bound - bound)
+        weight.copy_(draw.to(device=weight.device, dtype=weight.dtype))
 
 
 def _matches(name: str, targets: tuple[str, ...]) -> bool:
@@ -166,12 +141,14 @@ def apply(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     """
     if lora_layers(model):
         raise ValueError("this model already has LoRA adapters; call lora.remove(model) first, or start "
-                         "from a fresh base model (foundation.load_base_model())")
+                         "from a fresh copy of the base model (copy.deepcopy(base_model))")
     linear = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    suffixes = sorted({n.split(".", 2)[-1] for n in linear})
+    unused = [t for t in cfg.targets if not any(_matches(name, (t,)) for name in linear)]
+    if unused:
+        raise ValueError(f"targets {unused} match no nn.Linear layer of this model; its linear layers end with "
+                         f"{suffixes} (lora.ATTENTION and lora.ALL_LINEAR name MiniGPT's)")
     chosen = [name for name in linear if _matches(name, cfg.targets)]
-    if not chosen:
-        raise ValueError(f"targets {cfg.targets} match no nn.Linear layer; names end with one of "
-                         f"{sorted({n.split('.', 2)[-1] for n in linear})}")
     tied = {id(p) for name, p in model.named_parameters() if not name.startswith(tuple(chosen))}
     for name in chosen:
         if id(linear[name].weight) in tied:
@@ -181,53 +158,14 @@ def apply(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     gen = torch.Generator().manual_seed(cfg.seed)
     for name in chosen:                                    # model order: the same seed gives the same A's
         _set(model, name, LoRALinear(linear[name], cfg.rank, cfg.alpha, cfg.dropout, gen))
-    if cfg.train_tokens:
-        _add_token_rows(model, cfg.train_tokens)
     model.lora_config = cfg
     return model
-
-
-def _add_token_rows(model: nn.Module, token_ids: tuple[int, ...]) -> None:
-    """Wrap the token embedding (the largest nn.Embedding) and any nn.Linear tied to it with one shared Δ."""
-    embeddings = {n: m for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
-    if not embeddings:
-        raise ValueError("train_tokens needs a model with an nn.Embedding; leave train_tokens empty")
-    name, emb = max(embeddings.items(), key=lambda kv: kv[1].num_embeddings)
-    if max(token_ids) >= emb.num_embeddings:
-        raise ValueError(f"train_tokens has id {max(token_ids)} but {name} has {emb.num_embeddings} rows; "
-                         "use ids from this model's tokenizer")
-    w = emb.weight
-    ids = torch.tensor(token_ids, dtype=torch.long, device=w.device)
-    delta = nn.Parameter(torch.zeros(len(token_ids), w.size(1), device=w.device, dtype=w.dtype))  # no-op start
-    tied = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.weight is w]
-    for n in [name] + tied:
-        _set(model, n, TokenRows(model.get_submodule(n), ids, delta))
-
-
-def token_layers(model: nn.Module) -> dict[str, TokenRows]:
-    """name -> TokenRows for the embedding (and tied output layer) with trainable rows."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, TokenRows)}
-
-
-@torch.no_grad()
-def _merge_tokens(model: nn.Module, sign: int) -> None:
-    done = set()
-    for layer in token_layers(model).values():
-        if layer.merged == (sign > 0):
-            continue
-        if id(layer.base.weight) not in done:               # tied layers share one weight: add Δ once
-            layer.base.weight.index_add_(0, layer.ids, sign * layer.delta)
-            done.add(id(layer.base.weight))
-        layer.merged = sign > 0
 
 
 def remove(model: nn.Module) -> nn.Module:
     """Unmerge and take the adapters out, leaving the plain base layers (still frozen)."""
     for name, layer in lora_layers(model).items():
         layer.unmerge()
-        _set(model, name, layer.base)
-    _merge_tokens(model, -1)
-    for name, layer in token_layers(model).items():
         _set(model, name, layer.base)
     if hasattr(model, "lora_config"):
         del model.lora_config
@@ -236,10 +174,8 @@ def remove(model: nn.Module) -> nn.Module:
 
 def merge(model: nn.Module) -> nn.Module:
     """W ← W + (α / r) B A in every adapted layer: inference runs at the base model's speed."""
-    layers = _require(model)
-    for layer in layers.values():
+    for layer in _require(model).values():
         layer.merge()
-    _merge_tokens(model, +1)
     return model
 
 
@@ -247,8 +183,22 @@ def unmerge(model: nn.Module) -> nn.Module:
     """W ← W − (α / r) B A: back to the frozen base weights (up to float rounding) plus a live adapter."""
     for layer in _require(model).values():
         layer.unmerge()
-    _merge_tokens(model, -1)
     return model
+
+
+@contextmanager
+def disabled(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block the adapters are switched off: `model` computes exactly the base model."""
+    layers = _require(model)
+    if any(layer.merged for layer in layers.values()):
+        raise ValueError("the adapter is merged into the weights; call lora.unmerge(model) before disabling it")
+    for layer in layers.values():
+        layer.enabled = False
+    try:
+        yield model
+    finally:
+        for layer in layers.values():
+            layer.enabled = True
 
 
 def _require(model: nn.Module) -> dict[str, LoRALinear]:
@@ -259,12 +209,8 @@ def _require(model: nn.Module) -> dict[str, LoRALinear]:
 
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only the adapter weights: '<layer>.A' and '<layer>.B' for every adapted layer (+ 'tokens.delta')."""
-    state = {f"{name}.{p}": getattr(layer, p).detach() for name, layer in _require(model).items() for p in "AB"}
-    tokens = list(token_layers(model).values())
-    if tokens:
-        state["tokens.delta"] = tokens[0].delta.detach()
-    return state
+    """Only the adapter weights: '<layer>.A' and '<layer>.B' for every adapted layer."""
+    return {f"{name}.{p}": getattr(layer, p).detach() for name, layer in _require(model).items() for p in "AB"}
 
 
 def count_params(model: nn.Module) -> dict[str, int]:
@@ -275,20 +221,19 @@ def count_params(model: nn.Module) -> dict[str, int]:
 
 
 def save(model: nn.Module, path: str | Path) -> str:
-    """Save the adapter alone (A and B of every layer, a few KB) to safetensors; returns the sha256."""
-    _require(model)
-    if any(layer.merged for layer in [*lora_layers(model).values(), *token_layers(model).values()]):
+    """Save the adapter alone (A and B of every adapted layer) to safetensors; returns the sha256."""
+    layers = _require(model)
+    if any(layer.merged for layer in layers.values()):
         raise ValueError("the adapter is merged into the weights; call lora.unmerge(model) before saving")
     cfg = asdict(model.lora_config)
-    info = {**cfg, "targets": list(cfg["targets"]), "train_tokens": list(cfg["train_tokens"])}
-    return save_tensors(adapter_state(model), path, {"lora_config": info})
+    return save_tensors(adapter_state(model), path, {"lora_config": {**cfg, "targets": list(cfg["targets"])}})
 
 
 def load(model: nn.Module, path: str | Path) -> nn.Module:
     """Put a saved adapter on `model`: swaps out any adapter it has, then applies and fills A and B."""
     state, meta = load_tensors(path, rebuild_hint="save the adapter again with lora.save(model, path)")
     info = dict(meta["lora_config"])
-    cfg = LoraConfig(**{**info, "targets": tuple(info["targets"]), "train_tokens": tuple(info["train_tokens"])})
+    cfg = LoraConfig(**{**info, "targets": tuple(info["targets"])})
     remove(model)
     apply(model, cfg)
     expected = {k: v.shape for k, v in adapter_state(model).items()}
@@ -301,6 +246,4 @@ def load(model: nn.Module, path: str | Path) -> nn.Module:
         for name, layer in lora_layers(model).items():
             layer.A.copy_(state[f"{name}.A"])
             layer.B.copy_(state[f"{name}.B"])
-        for layer in token_layers(model).values():
-            layer.delta.copy_(state["tokens.delta"])             # shared: copied once in effect
     return model

@@ -6,8 +6,9 @@ reads it, (2) the difference of class means  u = mean(h | y=1) − mean(h | y=0)
 (3) adding α u to the stream (*steering*, Turner et al. 2023, arXiv:2308.10248) moves the model's output
 toward the concept, with no training.
 
-Simplifications: probes are logistic regression on standardised states trained by full-batch Adam
-(no regularisation search); steering adds the vector at every position of one layer.
+Simplifications: probes are logistic regression on standardised states trained by full-batch Adam from
+zero weights (deterministic; a small fixed L2 penalty, no regularisation search); steering adds the vector
+at every position of one layer.  Everything is computed on the device of the states it is given.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def states_at(model: MiniGPT, tokens: torch.Tensor, positions: torch.Tensor) -> 
     idx = torch.as_tensor(positions, dtype=torch.long, device=tokens.device)
     if idx.shape != (tokens.size(0),):
         raise ValueError(f"positions must be one index per row, shape ({tokens.size(0)},), got {tuple(idx.shape)}")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= tokens.size(1)):
+        raise ValueError(f"positions must lie in [0, {tokens.size(1)}): e.g. the last prompt token is length - 1")
     rows = torch.arange(tokens.size(0), device=tokens.device)
     return [h[rows, idx] for h in model.residual_stream(tokens)]
 
@@ -35,8 +38,11 @@ def states_at(model: MiniGPT, tokens: torch.Tensor, positions: torch.Tensor) -> 
 def probe_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
                    steps: int = 300, lr: float = 0.05) -> float:
     """Test accuracy of a logistic-regression probe on standardised states (labels 0/1)."""
-    if len(set(y_train.tolist())) != 2:
+    if set(y_train.tolist()) != {0, 1}:
         raise ValueError("a probe needs both classes (labels 0 and 1) in the training states")
+    if steps < 1 or not lr > 0:
+        raise ValueError(f"steps must be >= 1 and lr > 0, got steps={steps}, lr={lr}; the defaults are 300 and 0.05")
+    y_train = y_train.to(x_train.device)
     mu, sd = x_train.mean(0), x_train.std(0).clamp(min=1e-6)
     z = (x_train - mu) / sd
     w = torch.zeros(z.size(1), device=z.device, requires_grad=True)
@@ -48,7 +54,7 @@ def probe_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.T
         loss.backward()
         opt.step()
     with torch.no_grad():
-        pred = ((x_test - mu) / sd) @ w + c > 0
+        pred = ((x_test.to(z.device) - mu) / sd) @ w + c > 0
     return (pred.long() == y_test.to(pred.device).long()).float().mean().item()
 
 
@@ -64,7 +70,10 @@ def steer(model: MiniGPT, layer: int, vector: torch.Tensor) -> Iterator[None]:
     """Inside the block, the output of block `layer` (0-based) gets `vector` added at every position."""
     if not 0 <= layer < len(model.blocks):
         raise ValueError(f"layer {layer} does not exist: the model has blocks 0..{len(model.blocks) - 1}")
-    handle = model.blocks[layer].register_forward_hook(lambda m, i, out: out + vector.to(out.dtype))
+    if vector.shape != (model.cfg.n_embd,):
+        raise ValueError(f"vector must have shape ({model.cfg.n_embd},) -- one residual-stream direction -- "
+                         f"got {tuple(vector.shape)}")
+    handle = model.blocks[layer].register_forward_hook(lambda m, i, out: out + vector.to(out.device, out.dtype))
     try:
         yield
     finally:

@@ -1,7 +1,7 @@
 """LoRA invariants on a tiny MiniGPT, and agreement with Hugging Face peft given identical A and B.
 
 peft is a test dependency (requirements-test.txt); this file imports it unconditionally so that CI fails
-rather than skips when it is missing.
+rather than skips when it is missing.  The device tests run on the CPU and on CUDA / MPS where present.
 """
 import copy
 
@@ -12,6 +12,9 @@ import torch.nn as nn
 
 from fmlab import lora
 from fmlab.train import TrainConfig, lm_loss, train
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
+    ["mps"] if torch.backends.mps.is_available() else [])
 
 
 def _tokens(model, B=3, T=10, seed=0):
@@ -97,8 +100,11 @@ def test_apply_twice_is_an_error_and_remove_restores(tiny_model):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"rank": 0}, "rank must be a positive"), ({"rank": -3}, "rank must be a positive"),
-    ({"alpha": 0}, "alpha"), ({"dropout": 1.0}, "dropout"), ({"targets": "attn.qkv"}, "tuple"),
+    ({"rank": 0}, "rank must be a positive.*rank=8"), ({"rank": -3}, "rank must be a positive"),
+    ({"rank": 2.5}, "rank must be a positive"), ({"rank": True}, "rank must be a positive"),
+    ({"alpha": 0}, "alpha.*2 \\* rank"), ({"alpha": float("nan")}, "alpha"), ({"dropout": 1.0}, "dropout"),
+    ({"targets": "attn.qkv"}, "tuple.*lora.ATTENTION"), ({"targets": ()}, "non-empty"),
+    ({"targets": ("attn.qkv", "")}, "module names"), ({"targets": ["attn.qkv"]}, "tuple"),
 ])
 def test_bad_config_is_a_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -106,8 +112,11 @@ def test_bad_config_is_a_clear_error(kwargs, match):
 
 
 def test_bad_targets_and_rank_too_large(tiny_model):
-    with pytest.raises(ValueError, match="match no nn.Linear"):
+    with pytest.raises(ValueError, match=r"match no nn.Linear.*attn\.qkv"):
         lora.apply(tiny_model, lora.LoraConfig(targets=("attn.query",)))
+    with pytest.raises(ValueError, match=r"\['mlp.up'\] match no nn.Linear"):          # one typo among good names
+        lora.apply(tiny_model, lora.LoraConfig(targets=("attn.qkv", "mlp.up")))
+    assert not lora.lora_layers(tiny_model) and all(p.requires_grad for p in tiny_model.parameters())
     with pytest.raises(ValueError, match="rank must be in"):
         lora.apply(copy.deepcopy(tiny_model), lora.LoraConfig(rank=17))       # n_embd = 16
     with pytest.raises(ValueError, match="tied"):
@@ -171,39 +180,6 @@ def test_save_refuses_merged_and_load_checks_shapes(tiny_model, tmp_path):
     assert not lora.lora_layers(other)
 
 
-def test_token_rows_tied_merge_and_save(tiny_model, tmp_path):
-    x = _tokens(tiny_model)
-    before = tiny_model(x)
-    w0 = tiny_model.tok_emb.weight.detach().clone()
-    cfg = lora.LoraConfig(rank=2, train_tokens=(3, 5))
-    lora.apply(tiny_model, cfg)
-    torch.testing.assert_close(tiny_model(x), before, rtol=0, atol=0)          # Δ = 0: a no-op
-    rows = lora.token_layers(tiny_model)
-    assert set(rows) == {"tok_emb", "head"}                                   # the tied head shares Δ
-    assert rows["tok_emb"].delta is rows["head"].delta
-    assert lora.count_params(tiny_model)["trainable"] == 2 * 16 + sum(
-        2 * (l.A.size(1) + l.B.size(0)) for l in lora.lora_layers(tiny_model).values())
-    _randomise_B(tiny_model)
-    with torch.no_grad():
-        rows["head"].delta.normal_()
-    live = tiny_model(x)
-    assert not torch.allclose(live, before, atol=1e-3)
-    lora.merge(tiny_model)
-    torch.testing.assert_close(tiny_model.tok_emb.base.weight[[3, 5]], w0[[3, 5]] + rows["head"].delta)
-    torch.testing.assert_close(tiny_model(x), live, rtol=1e-5, atol=1e-5)
-    lora.unmerge(tiny_model)
-    lora.save(tiny_model, tmp_path / "t")
-    lora.remove(tiny_model)
-    torch.testing.assert_close(tiny_model.tok_emb.weight, w0, rtol=0, atol=1e-6)
-    assert tiny_model.head.weight is tiny_model.tok_emb.weight
-    lora.load(tiny_model, tmp_path / "t")
-    torch.testing.assert_close(tiny_model(x), live)
-    with pytest.raises(ValueError, match="train_tokens"):
-        lora.LoraConfig(train_tokens=(3, 3))
-    with pytest.raises(ValueError, match="rows"):
-        lora.apply(lora.remove(tiny_model), lora.LoraConfig(train_tokens=(10_000,)))
-
-
 def test_matches_peft_with_identical_weights(tiny_model):
     """peft's LoRA on the same MiniGPT, same targets, A and B copied from fmlab's: same logits."""
     cfg = lora.LoraConfig(rank=4, alpha=8, targets=lora.ALL_LINEAR, seed=0)
@@ -232,3 +208,61 @@ def test_matches_peft_with_identical_weights(tiny_model):
     name = "blocks.0.attn.qkv"
     torch.testing.assert_close(ours.get_submodule(name).A.grad,
                                theirs.get_submodule(name).lora_A["default"].weight.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_disabled_is_exactly_the_base_model(tiny_model):
+    x = _tokens(tiny_model)
+    before = tiny_model(x)
+    lora.apply(tiny_model, lora.LoraConfig(rank=2, targets=lora.ALL_LINEAR))
+    _randomise_B(tiny_model)
+    live = tiny_model(x)
+    assert not torch.allclose(live, before, atol=1e-3)
+    with lora.disabled(tiny_model) as m:
+        assert torch.equal(m(x), before)                     # bit-exact: the adapter path is skipped
+    torch.testing.assert_close(tiny_model(x), live, rtol=0, atol=0)   # back on after the block
+    lora.merge(tiny_model)
+    with pytest.raises(ValueError, match="unmerge"):
+        with lora.disabled(tiny_model):
+            pass
+
+
+@pytest.mark.parametrize("dev", DEVICES)
+def test_adapter_lives_on_the_model_device_and_is_device_independent(tiny_model, dev):
+    """A and B are created on the layer's device; A is drawn on the CPU so every device gets the same A."""
+    on_cpu = lora.apply(copy.deepcopy(tiny_model), lora.LoraConfig(rank=2, seed=5))
+    on_dev = lora.apply(copy.deepcopy(tiny_model).to(dev), lora.LoraConfig(rank=2, seed=5))
+    for (name, a), (_, b) in zip(lora.adapter_state(on_cpu).items(), lora.adapter_state(on_dev).items()):
+        assert b.device.type == dev, name
+        assert torch.equal(a, b.cpu()), name
+    _randomise_B(on_dev)
+    x = _tokens(tiny_model).to(dev)
+    loss = lm_loss(on_dev(x), x.roll(-1, dims=1))
+    loss.backward()
+    assert all(l.A.grad is not None and l.A.grad.device.type == dev for l in lora.lora_layers(on_dev).values())
+    live = on_dev(x)
+    lora.merge(on_dev)
+    torch.testing.assert_close(on_dev(x), live, rtol=1e-4, atol=1e-4)
+
+
+def test_the_notebooks_peft_snippet_runs_on_minigpt(tiny_model, tmp_path):
+    """Notebook 04's peft code, as printed: get_peft_model -> PeftModel with save_pretrained / merge_and_unload."""
+    cfg = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["attn.qkv", "attn.proj"])
+    model = peft.get_peft_model(copy.deepcopy(tiny_model), cfg)
+    assert isinstance(model, peft.PeftModel)
+    ours = lora.apply(copy.deepcopy(tiny_model), lora.LoraConfig(rank=8, alpha=16, targets=lora.ATTENTION))
+    n_peft = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert n_peft == lora.count_params(ours)["trainable"]
+    with torch.no_grad():                                 # give the adapter something to merge
+        for name, layer in model.named_modules():
+            if hasattr(layer, "lora_B") and "default" in getattr(layer, "lora_B", {}):
+                layer.lora_B["default"].weight.normal_()
+    x = _tokens(tiny_model)
+    adapted = model(x)
+    with model.disable_adapter():                         # peft's switch, like lora.disabled
+        torch.testing.assert_close(model(x), tiny_model(x), rtol=0, atol=0)
+    model.save_pretrained(str(tmp_path / "adapter"))
+    saved = tmp_path / "adapter" / "adapter_model.safetensors"
+    assert saved.exists() and saved.stat().st_size < 4 * n_peft + 20_000     # the adapter alone, not the model
+    merged = model.merge_and_unload()
+    assert type(merged) is type(tiny_model) and not lora.lora_layers(merged)
+    torch.testing.assert_close(merged(x), adapted, rtol=1e-5, atol=1e-5)

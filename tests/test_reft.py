@@ -1,4 +1,6 @@
-"""fmlab.reft: the LoReFT edit, positions, frozen base model, save/load, and equality with pyreft."""
+"""fmlab.reft: the LoReFT edit, positions, frozen base model, save/load, and equality with pyreft.
+
+The device tests run on the CPU and on CUDA / MPS where present (pyreft is installed with --no-deps)."""
 import pytest
 import torch
 
@@ -7,6 +9,8 @@ from fmlab.gpt import GPTConfig, MiniGPT
 from fmlab.train import TrainConfig, train
 
 CFG = GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16)
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
+    ["mps"] if torch.backends.mps.is_available() else [])
 
 
 def tiny_model(seed: int = 0) -> MiniGPT:
@@ -58,11 +62,20 @@ def test_prompt_positions_and_from_targets():
         reft.positions_from_targets(torch.full((1, 4), -100), 1, 1)
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    ({"rank": 0}, "rank must be a positive.*4"), ({"rank": 1.5}, "rank must be"),
+    ({"first": 0, "last": 0}, "at least one position.*f1\\+l1"), ({"first": -1}, "integers >= 0"),
+    ({"layers": ()}, "empty"), ({"layers": 2}, r"tuple of block indices.*layers=\(2,\)"),
+    ({"layers": [0, 1]}, "tuple"), ({"layers": (1, 1)}, "duplicates"), ({"layers": (-1,)}, ">= 0"),
+])
+def test_nonsensical_config_values_name_the_fix(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        reft.ReftConfig(**kwargs)
+
+
 def test_bad_config_and_layers_raise_clear_errors():
-    with pytest.raises(ValueError, match="rank"):
-        reft.ReftConfig(rank=0)
-    with pytest.raises(ValueError, match="at least one position"):
-        reft.ReftConfig(first=0, last=0)
+    with pytest.raises(ValueError, match=r"rank must be in \[1, 16\]"):
+        reft.apply(tiny_model(), reft.ReftConfig(layers=(0,), rank=17))
     with pytest.raises(ValueError, match=r"do not exist.*0\.\.1"):
         reft.apply(tiny_model(), reft.ReftConfig(layers=(5,)))
     model = reft.apply(tiny_model(), reft.ReftConfig(layers=(0,)))
@@ -113,6 +126,65 @@ def test_save_load_roundtrip(tmp_path):
     b = toy_batch(seed=3)
     pos = reft.positions_from_targets(b["targets"], 0, 2)
     assert torch.equal(loaded(b["tokens"], pos), model(b["tokens"], pos))
+
+
+def test_answer_is_greedy_generation_with_the_prompt_edit():
+    """At initialisation the edit is the identity: reft.answer is the base model's greedy answer; with a
+    non-trivial edit it follows the edited logits token by token."""
+    from fmlab.tokenizer import Tokenizer
+    tok = Tokenizer.train(["instruction : say it input : a b answer : yes"] * 20, n_merges=10, min_count=2)
+    torch.manual_seed(0)
+    base = MiniGPT(GPTConfig(vocab_size=len(tok), block_size=32, n_layer=2, n_head=2, n_embd=16)).eval()
+    ex = {"instruction": "say it", "input": "a b", "output": "yes"}
+    model = reft.apply(base, reft.ReftConfig(layers=(0, 1), rank=2))
+    prompt = tok.encode("instruction : say it input : a b answer :")
+    expected = base.generate(torch.tensor([prompt]), 5, stop_token=tok.eos_id)[0, len(prompt):].tolist()
+    expected = expected[:expected.index(tok.eos_id)] if tok.eos_id in expected else expected
+    assert reft.answer(model, tok, ex, max_new_tokens=5) == tok.decode(expected)
+    with torch.no_grad():
+        model.interventions["1"].proj.bias.fill_(5.0)
+    pos = reft.prompt_positions(torch.tensor([len(prompt)]), 1, 1)
+    tokens, new = torch.tensor([prompt]), []
+    for _ in range(5):
+        nxt = int(model(tokens, pos)[0, -1].argmax())
+        if nxt == tok.eos_id:
+            break
+        new.append(nxt)
+        tokens = torch.cat([tokens, torch.tensor([[nxt]])], 1)
+    assert reft.answer(model, tok, ex, max_new_tokens=5) == tok.decode(new)
+
+
+def test_init_does_not_touch_the_global_random_stream():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    reft.LoReFT(16, 4, torch.Generator().manual_seed(1))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_qr_runs_on_cpu_for_mps_and_in_place_elsewhere():
+    assert reft._qr_device(torch.device("mps")) == torch.device("cpu")
+    assert reft._qr_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
+    assert reft._qr_device(torch.device("cpu")) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("dev", DEVICES)
+def test_runs_and_trains_on_each_device_with_the_same_init(dev):
+    """Interventions, positions and the QR (on CPU for MPS) work where the model is; same seed, same R."""
+    cfg = reft.ReftConfig(layers=(0, 1), rank=2, first=1, last=1, seed=3)
+    on_cpu = reft.apply(tiny_model(), cfg)
+    model = reft.apply(tiny_model().to(dev), cfg)
+    for key, iv in model.interventions.items():
+        assert iv.rotate.device.type == dev and iv.proj.weight.device.type == dev
+        torch.testing.assert_close(iv.R.cpu(), on_cpu.interventions[key].R, atol=1e-5, rtol=0)
+        torch.testing.assert_close(iv.R @ iv.R.T, torch.eye(2, device=dev), atol=1e-5, rtol=0)
+    batch = {k: v.to(dev) for k, v in toy_batch(8).items()}
+    pos = reft.positions_from_targets(batch["targets"], cfg.first, cfg.last)
+    assert pos.device.type == dev
+    loss = reft.reft_loss(model, batch)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.device.type == dev for p in model.interventions.parameters())
+    torch.testing.assert_close(loss.cpu(), reft.reft_loss(on_cpu, toy_batch(8)), atol=1e-4, rtol=1e-4)
 
 
 # --- the reference: pyreft (install: pip install --no-deps pyreft pyvene) ----------------------------
