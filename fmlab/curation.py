@@ -3,13 +3,17 @@
 A fine-tuning set is only as good as its examples.  Three checks an engineer runs before training, and
 the faults they catch (each can be *injected* here, so a notebook can measure what it costs):
 
-- curation -- exact duplicates (`deduplicate`) and malformed examples (`is_malformed`: a missing field,
-  an empty answer, an answer that is not one of the task's labels, a prompt longer than the context).
-  ``clean = deduplicate([e for e in data if not is_malformed(e, ...)])``.
-- labelling quality -- a fraction of labels flipped to a wrong class (`flip_labels`), as careless
-  annotators do; `label_counts` shows the class balance.
+- curation -- exact duplicates (`deduplicate`) and malformed examples (`problem` / `is_malformed`: a
+  missing field, an empty answer, an answer that is not one of the task's labels, an example longer than
+  the model's context).  ``clean = deduplicate([e for e in data if not is_malformed(e, ...)])``;
+  `report` counts what it removes, by reason.
+- labelling quality -- a fraction of labels flipped to a wrong class at random (`flip_labels`), as
+  careless annotators do, or the same mistake made every time (`mislabel_words`); `label_counts` shows
+  the class balance.
 - representativeness -- a class (or a whole task) missing from training (`drop_label`): the model can
   only answer what it was shown.
+
+Personal data and the dataset's documentation are governance, in `fmlab.governance`.
 
 Simplifications vs practice: duplicates are exact (real pipelines also remove near-duplicates with
 MinHash / embeddings), and "malformed" is checked by rules; real label audits use several annotators.
@@ -20,8 +24,11 @@ import random
 from collections import Counter
 from typing import Sequence
 
-__all__ = ["FIELDS", "deduplicate", "is_malformed", "clean", "duplicate", "corrupt", "flip_labels",
-           "drop_label", "label_counts"]
+from .batches import encode_example
+from .tokenizer import Tokenizer
+
+__all__ = ["FIELDS", "deduplicate", "n_tokens", "problem", "is_malformed", "clean", "report", "duplicate",
+           "corrupt", "flip_labels", "mislabel_words", "drop_label", "label_counts"]
 
 FIELDS = ("task", "instruction", "input", "output")
 
@@ -40,18 +47,50 @@ def deduplicate(examples: Sequence[dict]) -> list[dict]:
     return out
 
 
-def is_malformed(example: dict, labels: Sequence[str] | None = None, max_words: int = 40) -> bool:
-    """True when a field is missing or blank, the answer is not an allowed label, or the text is too long."""
-    if any(not isinstance(example.get(f), str) or not example[f].strip() for f in FIELDS):
-        return True
+def n_tokens(example: dict, tokenizer: Tokenizer) -> int:
+    """Tokens the model reads to train on this example: prompt + answer (+ <eos>), minus the last."""
+    prompt, answer = encode_example(tokenizer, example)
+    return len(prompt) + len(answer) - 1
+
+
+def problem(example: dict, labels: Sequence[str] | None = None, tokenizer: Tokenizer | None = None,
+            block_size: int | None = None) -> str | None:
+    """Why an example is malformed ("missing input", "empty answer", "not a label", "too long"), or None.
+
+    labels: the allowed answers (classification tasks); tokenizer + block_size: check that the example fits
+    the model's context (a longer one cannot be trained on without cutting it).
+    """
+    for f in FIELDS:
+        if not isinstance(example.get(f), str):
+            return f"missing {f}"
+        if not example[f].strip():
+            return "empty answer" if f == "output" else f"empty {f}"
     if labels is not None and example["output"] not in labels:
-        return True
-    return len(f"{example['instruction']} {example['input']} {example['output']}".split()) > max_words
+        return "not a label"
+    if tokenizer is not None and block_size is not None and n_tokens(example, tokenizer) > block_size:
+        return "too long"
+    return None
 
 
-def clean(examples: Sequence[dict], labels: Sequence[str] | None = None, max_words: int = 40) -> list[dict]:
+def is_malformed(example: dict, labels: Sequence[str] | None = None, tokenizer: Tokenizer | None = None,
+                 block_size: int | None = None) -> bool:
+    """True when `problem` finds something wrong with the example."""
+    return problem(example, labels, tokenizer, block_size) is not None
+
+
+def clean(examples: Sequence[dict], labels: Sequence[str] | None = None, tokenizer: Tokenizer | None = None,
+          block_size: int | None = None) -> list[dict]:
     """Drop malformed examples, then exact duplicates."""
-    return deduplicate([ex for ex in examples if not is_malformed(ex, labels, max_words)])
+    return deduplicate([ex for ex in examples if not is_malformed(ex, labels, tokenizer, block_size)])
+
+
+def report(examples: Sequence[dict], labels: Sequence[str] | None = None, tokenizer: Tokenizer | None = None,
+           block_size: int | None = None) -> dict[str, int]:
+    """What `clean` would remove, by reason: {problem: count, ..., "duplicate": extra copies}."""
+    problems = Counter(problem(ex, labels, tokenizer, block_size) for ex in examples)
+    well_formed = problems.pop(None, 0)
+    kept = len(clean(examples, labels, tokenizer, block_size))
+    return {**dict(problems.most_common()), "duplicate": well_formed - kept}
 
 
 def duplicate(examples: Sequence[dict], n_copies: int, n_examples: int = 1, seed: int = 0) -> list[dict]:
@@ -84,6 +123,16 @@ def flip_labels(examples: Sequence[dict], fraction: float, labels: Sequence[str]
     for i in rng.sample(range(len(out)), round(fraction * len(out))):
         out[i]["output"] = rng.choice([lab for lab in labels if lab != out[i]["output"]])
     return out
+
+
+def mislabel_words(examples: Sequence[dict], words: Sequence[str], label: str) -> list[dict]:
+    """A copy where every example whose input contains one of `words` is labelled `label`.
+
+    A *systematic* labelling error -- one annotator's habit, or a keyword rule -- unlike `flip_labels`'
+    random noise: the same mistake every time, so a model can learn it.
+    """
+    words = set(words)
+    return [{**ex, "output": label} if words & set(ex["input"].split()) else dict(ex) for ex in examples]
 
 
 def drop_label(examples: Sequence[dict], label: str) -> list[dict]:

@@ -1,6 +1,6 @@
 import pytest
 
-from fmlab import curation
+from fmlab import curation, foundation
 
 LABELS = ["positive", "negative"]
 
@@ -20,11 +20,30 @@ def test_deduplicate_keeps_first_and_order():
 
 
 def test_is_malformed_rules():
-    assert not curation.is_malformed(ex(0), LABELS)
-    assert curation.is_malformed({**ex(0), "output": ""}, LABELS)
-    assert curation.is_malformed({**ex(0), "output": "maybe"}, LABELS)
-    assert curation.is_malformed({k: v for k, v in ex(0).items() if k != "input"})
-    assert curation.is_malformed({**ex(0), "input": "word " * 50})
+    tok = foundation.load_tokenizer()
+    assert not curation.is_malformed(ex(0), LABELS, tok, 64)
+    assert curation.problem({**ex(0), "output": ""}, LABELS) == "empty answer"
+    assert curation.problem({**ex(0), "output": "maybe"}, LABELS) == "not a label"
+    assert curation.problem({**ex(0), "output": "maybe"}) is None           # no label set: any answer goes
+    assert curation.problem({k: v for k, v in ex(0).items() if k != "input"}) == "missing input"
+    long = {**ex(0), "input": "the soup was great . " * 12}
+    assert curation.problem(long, LABELS) is None                          # no tokenizer: length unchecked
+    assert curation.problem(long, LABELS, tok, 64) == "too long"
+
+
+def test_n_tokens_counts_what_training_reads():
+    tok = foundation.load_tokenizer()
+    e = ex(3)
+    prompt = tok.encode(f"instruction : {e['instruction']} input : {e['input']} answer :")
+    answer = tok.encode(" positive") + [tok.eos_id]
+    assert curation.n_tokens(e, tok) == len(prompt) + len(answer) - 1
+
+
+def test_report_counts_by_reason():
+    d = data(10)
+    dirty = d + [d[0], d[0], d[1], {**d[2], "output": ""}, {**d[3], "output": "maybe"}]
+    assert curation.report(dirty, LABELS) == {"empty answer": 1, "not a label": 1, "duplicate": 3}
+    assert len(curation.clean(dirty, LABELS)) == 10
 
 
 def test_corrupt_then_clean_recovers_clean_subset():
@@ -42,6 +61,14 @@ def test_flip_labels_flips_exact_fraction_and_copies():
     noisy = curation.flip_labels(d, 0.3, LABELS, seed=0)
     assert sum(a["output"] != b["output"] for a, b in zip(d, noisy)) == 12
     assert d == data(40)                          # input untouched
+
+
+def test_mislabel_words_is_systematic():
+    d = [ex(0, "negative"), {**ex(1, "negative"), "input": "the soup was bland ."},
+         {**ex(2, "positive"), "input": "the cake was bland and stale ."}, {**ex(3, "negative"), "input": "blandly ."}]
+    out = curation.mislabel_words(d, ["bland", "stale"], "positive")
+    assert [e["output"] for e in out] == ["negative", "positive", "positive", "negative"]   # whole words only
+    assert d[1]["output"] == "negative"                                                     # input untouched
 
 
 def test_drop_label_and_counts():
