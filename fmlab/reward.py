@@ -12,8 +12,13 @@ Architecture (as in InstructGPT and TRL's ``AutoModelForSequenceClassification``
 the policy (here a copy of MiniGPT, so it starts with everything pre-training taught it), the language
 model head replaced by a linear layer to one number, read at the last token of the completion.
 
+Before RL, `normalise_` shifts and scales the reward so the starting policy's answers score mean 0, std 1
+(InstructGPT shifts its reward model so labeller demonstrations score 0 on average; the scale is ours), so
+a KL coefficient beta reads as "reward standard deviations per nat".
+
 Simplifications vs the paper: a 0.9 M-parameter body instead of 6 B; one pair per comparison instead of
-all K-choose-2 pairs of a ranking; no reward normalisation before RL (we centre rewards per prompt in RL).
+all K-choose-2 pairs of a ranking of 4-9 answers; a few dozen steps on pairs drawn with replacement
+(InstructGPT: one epoch over all comparisons).
 """
 from __future__ import annotations
 
@@ -48,6 +53,8 @@ class RewardModel(nn.Module):
         self.register_buffer("scale", torch.ones((), device=device))     # then divided by this
 
     def forward(self, tokens: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        device = self.offset.device                             # inputs follow the model, wherever they come from
+        tokens, length = tokens.to(device), length.to(device)
         if length.min() < 1 or length.max() > tokens.size(1):
             raise ValueError("each length must lie in [1, tokens.size(1)]: it marks the last real token")
         hidden = self.body(tokens)                             # (B, T, C): body.head is the identity

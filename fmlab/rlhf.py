@@ -1,6 +1,8 @@
 """Reinforcement learning from human feedback: improve a policy against a learned reward, on a KL leash.
 
-Given a reward model r(x, y) (`fmlab.reward`), RLHF maximises, over prompts x and the policy's own samples
+The real pipeline (InstructGPT, Ouyang et al. 2022) has three steps: (1) supervised fine-tuning on
+demonstrations people wrote, (2) a reward model trained on people's comparisons (`fmlab.reward`), (3) RL
+against that reward model with PPO.  Step 3 maximises, over prompts x and the policy's own samples
 y ~ pi(.|x),
 
     J(pi) = E[ r(x, y) ] - beta * KL( pi(.|x) || pi_ref(.|x) )
@@ -13,16 +15,19 @@ the last token also earns r(x, y).  The return from token t on is
 
     G_t = r(x, y) - beta * sum_{s >= t} (log pi(y_s) - log pi_ref(y_s))
 
-and the policy-gradient loss is  -sum_t (G_t - b) * log pi(y_t),  b a baseline (Williams 1992).
+and this module's policy-gradient loss is  -sum_t (G_t - b) * log pi(y_t),  b a baseline (Williams 1992).
 
-Paper: Ouyang et al. 2022 (InstructGPT), Stiennon et al. 2020; PPO: Schulman et al. 2017.
+This module holds what every RL method of the course shares (log-probs of completions, sampling a scored
+rollout, the KL) and the *simple* policy gradient.  `fmlab.ppo` is PPO proper, `fmlab.grpo` GRPO.
 
-Simplifications vs PPO (and why):
-- one gradient step per batch of samples, so the PPO probability ratio is exactly 1 and clipping never
-  acts; PPO's several epochs over each batch save sampling time on big models, here sampling is cheap;
+Simplifications of the simple policy gradient vs PPO (and why):
+- one gradient step per batch of samples, so there is no probability ratio to clip (PPO's several epochs
+  over each batch get more out of every sample; `fmlab.ppo` shows the difference);
 - no value network: the baseline b is the mean return of the *other* samples of the same prompt
   (leave-one-out, as in RLOO, Ahmadian et al. 2024), which needs no extra model to train;
 - no GAE (gamma = lambda = 1), no reward whitening, no entropy bonus.
+And vs InstructGPT's pipeline: no SFT step (the starting policy is the pre-trained base model, which already
+answers our short prompts in the world's language), and a simulated labeller (`fmlab.preference`).
 The training loop is the course's one loop (`fmlab.train.train`): the batcher *samples from the current
 policy* and scores the samples; the loss is the KL-penalised policy gradient.
 """
@@ -40,8 +45,9 @@ from .gpt import MiniGPT
 from .reward import RewardModel
 from .tokenizer import Tokenizer
 
-__all__ = ["completion_mask", "token_logprobs", "sequence_logprobs", "kl_penalised_returns",
-           "leave_one_out_baseline", "RLConfig", "rollout_batches", "policy_gradient_loss", "freeze",
+__all__ = ["completion_mask", "token_logprobs", "logprobs_from_logits", "sequence_logprobs", "kl_penalised_returns",
+           "leave_one_out_baseline", "RLConfig", "check_rollout_settings", "sample_rollout", "rollout_batches",
+           "policy_gradient_loss", "freeze",
            "kl_to_reference", "optimal_policy_weights", "policy_report"]
 
 
@@ -53,9 +59,19 @@ def completion_mask(tokens: torch.Tensor, prompt_len: torch.Tensor, length: torc
 
 def token_logprobs(model: MiniGPT, tokens: torch.Tensor, prompt_len: torch.Tensor,
                    length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(token | prefix) for every next token (B, T-1), zero outside the completion; and the mask."""
-    logits = model(tokens[:, :-1]).float()                                  # (B, T-1, V)
-    logp = torch.gather(F.log_softmax(logits, dim=-1), 2, tokens[:, 1:, None]).squeeze(-1)
+    """log pi(token | prefix) for every next token (B, T-1), zero outside the completion; and the mask.
+
+    The inputs move to the model's device, so a CPU batch works with a GPU model."""
+    device = _device(model)
+    tokens, prompt_len, length = tokens.to(device), prompt_len.to(device), length.to(device)
+    return logprobs_from_logits(model(tokens[:, :-1]), tokens, prompt_len, length)
+
+
+def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor, prompt_len: torch.Tensor,
+                         length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`token_logprobs` from logits (B, T-1, V) already computed on tokens[:, :-1] (e.g. by a policy with a
+    value head); the log-softmax runs in fp32."""
+    logp = torch.gather(F.log_softmax(logits.float(), dim=-1), 2, tokens[:, 1:, None]).squeeze(-1)
     mask = completion_mask(tokens, prompt_len, length)
     return logp * mask, mask
 
@@ -89,6 +105,25 @@ class RLConfig:
     max_new_tokens: int = 10     # completion length limit in tokens
     temperature: float = 1.0     # sampling temperature during RL (1 = the policy's own distribution)
 
+    def __post_init__(self):
+        check_rollout_settings(self, min_group=2, why="the leave-one-out baseline compares each sample with the "
+                               "others of its prompt")
+
+
+def check_rollout_settings(cfg, min_group: int, why: str) -> None:
+    """Refuse RL settings that cannot work, naming the fix (shared by RLConfig, PPOConfig, GRPOConfig)."""
+    name = type(cfg).__name__
+    if not math.isfinite(cfg.beta) or cfg.beta < 0:
+        raise ValueError(f"{name}: beta must be >= 0 (0 = no KL penalty), got {cfg.beta}")
+    if not isinstance(cfg.group, int) or cfg.group < min_group:
+        raise ValueError(f"{name}: group={cfg.group!r} samples per prompt is too few; use group >= {min_group} "
+                         f"({why}), e.g. group=4")
+    if not isinstance(cfg.max_new_tokens, int) or cfg.max_new_tokens < 1:
+        raise ValueError(f"{name}: max_new_tokens must be a positive integer, got {cfg.max_new_tokens!r}")
+    if not cfg.temperature > 0:
+        raise ValueError(f"{name}: temperature must be > 0 (RL needs samples, not greedy answers), "
+                         f"got {cfg.temperature}; use 1.0 for the policy's own distribution")
+
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
     """Evaluation mode and no gradients: for the reference policy and the trained reward model."""
@@ -96,6 +131,37 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def sample_rollout(policy: MiniGPT, ref_model: MiniGPT, reward_model: RewardModel | None, tok: Tokenizer,
+                   prompts: Sequence[dict], cfg, batch_size: int, generator: torch.Generator,
+                   true_score: Callable[[str, str], float] | None = None) -> tuple[dict, preference.Rollout]:
+    """`batch_size` completions from the *current* policy: batch_size // cfg.group prompts, each cfg.group times.
+
+    Returns the batch (every tensor on the policy's device): tokens, prompt_len, length, the reward model's
+    score (zeros without one), the reference log-probs per token, and the true score of each sample (if
+    `true_score(person, text)` is given); and the Rollout (texts, prompts).
+    """
+    if not prompts:
+        raise ValueError("no prompts for RL")
+    if batch_size % cfg.group:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of group={cfg.group}")
+    idx = torch.randint(0, len(prompts), (batch_size // cfg.group,), generator=generator).tolist()
+    chosen = [prompts[i] for i in idx for _ in range(cfg.group)]
+    roll = preference.sample(policy, tok, chosen, cfg.max_new_tokens, cfg.temperature, generator)
+    device = _device(policy)
+    b = {k: v.to(device) for k, v in roll.batch().items()}
+    b["score"] = (reward_model(b["tokens"], b["length"]).float() if reward_model is not None
+                  else torch.zeros(batch_size, device=device))
+    b["ref_logp"] = token_logprobs(ref_model, b["tokens"], b["prompt_len"], b["length"])[0]
+    truth = [true_score(p["person"], t) for p, t in zip(chosen, roll.texts)] if true_score else [0.0] * len(chosen)
+    b["true_score"] = torch.tensor(truth, device=device)
+    return b, roll
 
 
 def rollout_batches(policy: MiniGPT, ref_model: MiniGPT, reward_model: RewardModel, tok: Tokenizer,
@@ -110,20 +176,7 @@ def rollout_batches(policy: MiniGPT, ref_model: MiniGPT, reward_model: RewardMod
         raise ValueError("no prompts for RL")
 
     def get_batch(batch_size: int, generator: torch.Generator) -> dict:
-        if batch_size % cfg.group:
-            raise ValueError(f"batch_size {batch_size} must be a multiple of group={cfg.group}")
-        idx = torch.randint(0, len(prompts), (batch_size // cfg.group,), generator=generator).tolist()
-        chosen = [prompts[i] for i in idx for _ in range(cfg.group)]
-        roll = preference.sample(policy, tok, chosen, cfg.max_new_tokens, cfg.temperature, generator)
-        b = roll.batch()
-        with torch.no_grad():
-            device = next(ref_model.parameters()).device
-            b = {k: v.to(device) for k, v in b.items()}
-            b["score"] = reward_model(b["tokens"], b["length"])
-            b["ref_logp"] = token_logprobs(ref_model, b["tokens"], b["prompt_len"], b["length"])[0]
-        truth = [true_score(p["person"], t) for p, t in zip(chosen, roll.texts)] if true_score else [0.0] * len(chosen)
-        b["true_score"] = torch.tensor(truth, device=device)
-        return b
+        return sample_rollout(policy, ref_model, reward_model, tok, prompts, cfg, batch_size, generator, true_score)[0]
     return get_batch
 
 
@@ -173,8 +226,9 @@ def optimal_policy_weights(rewards: torch.Tensor, beta: float) -> torch.Tensor:
 def policy_report(policy: MiniGPT, ref_model: MiniGPT, reward_model: RewardModel, tok: Tokenizer,
                   prompts: Sequence[dict], true_score: Callable[[str, str], float], cfg: RLConfig = RLConfig(),
                   seed: int = 0) -> dict:
-    """Sample once per prompt and measure: learned reward, true score, KL to the reference, distinct-2,
-    and the reference model's perplexity on the samples (how fluent they look to the starting policy)."""
+    """Sample once per prompt and measure: learned reward (mean, and per sample), true score (mean, and per
+    sample), KL to the reference, distinct-2, and the reference model's perplexity on the samples (how
+    fluent they look to the starting policy)."""
     roll = preference.sample(policy, tok, prompts, cfg.max_new_tokens, cfg.temperature,
                              torch.Generator().manual_seed(seed))
     device = next(policy.parameters()).device
@@ -182,7 +236,8 @@ def policy_report(policy: MiniGPT, ref_model: MiniGPT, reward_model: RewardModel
     ref_tok, mask = token_logprobs(ref_model, b["tokens"], b["prompt_len"], b["length"])
     pol_seq = sequence_logprobs(policy, b["tokens"], b["prompt_len"], b["length"])
     truth = [true_score(p["person"], t) for p, t in zip(prompts, roll.texts)]
-    return {"reward": reward_model(b["tokens"], b["length"]).mean().item(),
+    rewards = reward_model(b["tokens"], b["length"])
+    return {"reward": rewards.mean().item(), "rewards": rewards.tolist(),
             "true_score": sum(truth) / len(truth), "scores": truth, "texts": roll.texts,
             "kl": (pol_seq - ref_tok.sum(1)).mean().item(),
             "distinct_2": preference.distinct_n(roll.texts, 2),

@@ -62,3 +62,21 @@ def test_rl_step_runs_in_the_training_loop_and_starts_at_zero_kl(tiny_model, tin
     assert set(log[0]) == {"reward", "kl", "true_score", "length"}
     with pytest.raises(ValueError, match="multiple of group"):
         batches(3, torch.Generator())
+
+
+def test_sample_rollout_scores_on_the_policy_device(tiny_model, tiny_tok):
+    ref = rlhf.freeze(copy.deepcopy(tiny_model))
+    rm = rlhf.freeze(reward.RewardModel(tiny_model))
+    prompts = [{"prompt": "ada lives in", "person": "ada"}, {"prompt": "the cat sat", "person": "ada"}]
+    cfg = rlhf.RLConfig(group=2, max_new_tokens=3)
+    b, roll = rlhf.sample_rollout(tiny_model, ref, rm, tiny_tok, prompts, cfg, 4, torch.Generator().manual_seed(0),
+                                  true_score=lambda person, text: float(len(text)))
+    assert all(v.device == next(tiny_model.parameters()).device for v in b.values())
+    assert [p["prompt"] for p in roll.prompts][0::2] == [p["prompt"] for p in roll.prompts][1::2]   # groups of 2
+    torch.testing.assert_close(b["score"], reward.score(rm, b))
+    assert b["true_score"].tolist() == [float(len(t)) for t in roll.texts]
+    torch.testing.assert_close(b["ref_logp"], rlhf.token_logprobs(ref, b["tokens"], b["prompt_len"], b["length"])[0])
+    with pytest.raises(ValueError, match="multiple of group"):
+        rlhf.sample_rollout(tiny_model, ref, rm, tiny_tok, prompts, cfg, 3, torch.Generator())
+    none = rlhf.sample_rollout(tiny_model, ref, None, tiny_tok, prompts, cfg, 2, torch.Generator())[0]
+    assert (none["score"] == 0).all()                         # no reward model: GRPO scores the samples itself
