@@ -23,7 +23,7 @@ CONFIGS = {  # name: (n_layer, n_head, n_embd, block_size, batch_size)
     "small (course base)": (4, 4, 128, 64, 12),
     "larger": (6, 8, 256, 128, 12),
 }
-VOCAB = 813
+VOCAB = 904   # the shipped tokenizer (len(foundation.load_tokenizer()))
 
 
 def make_fmlab(n_layer, n_head, n_embd, block):
