@@ -36,13 +36,14 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from . import batches, distill, evaluate, foundation, lora, memory, recipes, reft, world
+from . import (batches, distill, dpo, evaluate, foundation, grpo, lora, memory, ppo, preference, recipes, reft,
+               reward, rlhf, verifier, world)
 from .gpt import GPTConfig, MiniGPT
 from .tokenizer import Tokenizer
 from .train import TrainConfig, default_loss, train
 
-__all__ = ["Run", "Row", "General", "general_ability", "general_reference", "run", "FullFineTuning", "Lora",
-           "Reft", "Multitask", "DomainAdaptation", "Distillation"]
+__all__ = ["Run", "Row", "General", "general_ability", "general_reference", "run", "by_metric", "FullFineTuning", "Lora",
+           "Reft", "Multitask", "DomainAdaptation", "Distillation", "Rlhf", "Dpo", "Grpo"]
 
 
 # --- what a method hands the harness, and what the harness returns ------------------------------------
@@ -62,6 +63,8 @@ class Run:
     extra_seconds: float = 0.0                        # training done to prepare the method (reward model, teacher)
     recall_forward: Callable | None = None            # how fact recall runs the deployed model (ReFT: edit the prompt)
     finish: Callable[[], float] | None = None         # a second stage after the loop (domain: the labels); its seconds
+    memory_batches: batches.Batcher | None = None     # batches for the memory step if drawing from `batches` would
+                                                      # disturb training (PPO replays each rollout `epochs` times)
     notes: dict = field(default_factory=dict)         # method-specific measurements for the notebook
 
 
@@ -149,7 +152,7 @@ def run(method, base_model: MiniGPT, tok: Tokenizer, base: General, steps: int |
     trainable = sum(p.numel() for p in params if p.requires_grad)
     deployed_total = sum(p.numel() for p in {id(p): p for p in r.deployed.parameters()}.values())
     before = r.score()
-    batch = r.batches(memory_batch, torch.Generator().manual_seed(seed + 1))
+    batch = (r.memory_batches or r.batches)(memory_batch, torch.Generator().manual_seed(seed + 1))
     mem = memory.measure(r.model, batch, loss_fn=r.loss_fn)
     mem = dataclasses.replace(mem, weights=mem.weights + sum(_bytes(m) for m in r.held.values()))
     history = train(r.model, r.batches, dataclasses.replace(r.cfg, seed=seed, progress=False), loss_fn=r.loss_fn)
@@ -165,6 +168,15 @@ def run(method, base_model: MiniGPT, tok: Tokenizer, base: General, steps: int |
                perplexity_change=general.perplexity / base.perplexity - 1,
                recall_drop=base.fact_recall - general.fact_recall, data=r.data,
                base_identical=_base_identical(r.model, base_model), notes=r.notes)
+
+
+def by_metric(rows: list[Row]) -> dict[str, list[Row]]:
+    """Rows grouped by the kind of their target metric: one plot panel each (accuracy and win rate never share
+    an axis -- 0.6 accuracy and a 0.6 win rate mean different things)."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row.metric, []).append(row)
+    return groups
 
 
 def _budget(cfg: TrainConfig, steps: int) -> TrainConfig:
@@ -315,11 +327,12 @@ class Distillation:
     fine-tuning and the student's pre-training are counted in the total seconds (notebook 10 pre-trains the
     student for 300 steps; the same here)."""
     name: str = "distillation"
-    temperature: float = 2.0
+    temperature: float = 4.0                           # notebook 10's T
     label_weight: float = 0.5
-    student: GPTConfig | None = None                   # default: 2 blocks x 64, the base's vocabulary and context
+    student: GPTConfig | None = None                   # default: 2 blocks x 64 (4 heads), the base's vocabulary and context
     student_pretrain: TrainConfig = dataclasses.replace(foundation.PRETRAIN, steps=300, warmup=30)
     cfg: TrainConfig = dataclasses.replace(recipes.SENTIMENT_FT, steps=200, warmup=20)
+    speed_prompts: int = 40                            # test prompts answered one at a time to time serving
 
     def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
         data, train_batches = _sentiment(tok, base_model.cfg.block_size)
@@ -327,8 +340,7 @@ class Distillation:
         h = train(teacher, train_batches, dataclasses.replace(recipes.SENTIMENT_FT, seed=seed, progress=False))
         teacher.eval().requires_grad_(False)
         spent = float(h["seconds"].iloc[-1])
-        cfg = self.student or GPTConfig(vocab_size=base_model.cfg.vocab_size, block_size=base_model.cfg.block_size,
-                                        n_layer=2, n_head=2, n_embd=64)
+        cfg = self.student or dataclasses.replace(base_model.cfg, n_layer=2, n_embd=64)   # notebook 10's student
         torch.manual_seed(seed)
         student = MiniGPT(cfg).to(next(base_model.parameters()).device)
         t0 = time.perf_counter()
@@ -336,10 +348,138 @@ class Distillation:
               dataclasses.replace(self.student_pretrain, seed=seed, progress=False))
         spent += time.perf_counter() - t0
         soft = distill.soft_target_batches(teacher, tok, data["train"], cfg.block_size)
+        speed = {name: distill.generation_speed(m, tok, data["test"][:self.speed_prompts])["ms_per_answer"]
+                 for name, m in (("teacher", teacher), ("student", student))}      # serving cost: architecture only
+        student.train()
         notes = {"teacher accuracy (test)": evaluate.accuracy(teacher, tok, data["test"]),
-                 "teacher parameters": teacher.num_params(), "student parameters": student.num_params()}
+                 "teacher parameters": teacher.num_params(), "student parameters": student.num_params(),
+                 "teacher ms per answer": speed["teacher"], "student ms per answer": speed["student"]}
         return Run(model=student, batches=soft, cfg=_budget(self.cfg, steps), metric="accuracy",
                    target="sentiment accuracy (test)", score=lambda: evaluate.accuracy(student, tok, data["test"]),
                    deployed=student, loss_fn=distill.distillation_loss_fn(self.temperature, self.label_weight),
                    held={"teacher": teacher}, extra_seconds=spent, notes=notes,
                    data=f"{_n(len(data['train']))} labelled examples + the teacher's outputs")
+
+
+# --- learning from feedback: RLHF (reward model + PPO), DPO, GRPO with a checker -----------------------
+def _pairs(policy: MiniGPT, tok: Tokenizer, prompts: list[dict], per_prompt: int, seed: int) -> dict:
+    """Notebook 08's preference data: two answers per prompt, the simulated labeller picks one, ties dropped."""
+    gen = torch.Generator().manual_seed(seed)
+    many = [p for p in prompts for _ in range(per_prompt)]
+    a = preference.sample(policy, tok, many, max_new_tokens=10, generator=gen)
+    b = preference.sample(policy, tok, many, max_new_tokens=10, generator=gen)
+    people = [p["person"] for p in many]
+    labeller = preference.LabellerConfig(seed=seed)
+    same = preference.ties(people, a.texts, b.texts, labeller)
+    return preference.make_pairs(a, b, preference.label_pairs(people, a.texts, b.texts, labeller), keep=~same)
+
+
+def _win_rate_vs_start(policy: MiniGPT, tok: Tokenizer, prompts: list[dict], samples: int, seed: int):
+    """score() for preference methods: the labeller's rubric prefers the policy's answer to the starting policy's
+    answer to the same held-out prompt (ties count one half).  Before training it is exactly 0.5: the start
+    samples the same answers (same seed) and ties with itself."""
+    held_out = [p for p in prompts for _ in range(samples)]
+
+    def rubric_scores(model: MiniGPT) -> list[float]:
+        roll = preference.sample(model, tok, held_out, 10, generator=torch.Generator().manual_seed(seed + 7))
+        return [preference.rubric(p["person"], t) for p, t in zip(held_out, roll.texts)]
+
+    start = rubric_scores(policy)
+    return lambda: preference.win_rate(rubric_scores(policy), start)
+
+
+def _people_prompts() -> tuple[list[dict], list[dict]]:
+    """Notebook 08's prompts: 15 people to train on, 5 held-out people to judge the win rate on."""
+    return preference.make_prompts(world.NAMES[:15]), preference.make_prompts(world.NAMES[15:])
+
+
+@dataclass(frozen=True)
+class Rlhf:
+    """RLHF as InstructGPT runs its last two steps (notebook 08): preference pairs from the starting policy, judged
+    by the simulated labeller -> a reward model (Bradley-Terry) -> PPO against it on a KL leash (value head, GAE,
+    clipped ratio, `epochs` optimizer steps per rollout).  Held while training: the frozen reference policy and the
+    reward model, besides the policy with its value head -- three models (InstructGPT adds a separate value network,
+    a fourth).  Sampling the pairs and training the reward model count in the total seconds.
+
+    Budget vs notebook 08 (20 rounds of 32 answers, reward model 40 steps on 8 pairs per prompt): 12 rounds of 16
+    answers, reward model 20 steps on 4 pairs per prompt -- about 6 CPU seconds in all.  Target: win rate against the
+    starting policy on the 5 held-out people, judged by the labeller's rubric (0.5 = no better)."""
+    name: str = "RLHF (reward model + PPO)"
+    pairs_per_prompt: int = 4                         # answer pairs sampled per training prompt for the labeller
+    reward_cfg: TrainConfig = TrainConfig(steps=20, batch_size=32, lr=3e-4, warmup=2)
+    ppo_cfg: ppo.PPOConfig = ppo.PPOConfig(beta=0.3, group=4, epochs=4)
+    eval_samples: int = 8                             # answers per held-out prompt for the win rate
+    cfg: TrainConfig = TrainConfig(steps=48, batch_size=16, lr=3e-4, warmup=5, weight_decay=0.0)  # rounds x epochs
+
+    def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
+        train_prompts, test_prompts = _people_prompts()
+        t0 = time.perf_counter()
+        pairs = _pairs(base_model, tok, train_prompts, self.pairs_per_prompt, seed)
+        reward_model = reward.RewardModel(base_model).requires_grad_(True)
+        train(reward_model, preference.pair_batches(pairs, tok.pad_id),
+              dataclasses.replace(self.reward_cfg, seed=seed, progress=False), loss_fn=reward.reward_loss)
+        device = next(base_model.parameters()).device
+        everything = preference.pair_batch(pairs, range(len(pairs["chosen"])), tok.pad_id)
+        rlhf.freeze(reward_model).normalise_({k: v.to(device) for k, v in everything.items()})
+        spent = time.perf_counter() - t0
+        ref_model = rlhf.freeze(copy.deepcopy(base_model))
+        policy = _fresh(base_model)
+        agent = ppo.PolicyWithValue(policy)
+        make = lambda: ppo.rollout_batches(agent, ref_model, reward_model, tok, train_prompts, self.ppo_cfg)  # noqa: E731
+        return Run(model=agent, batches=make(), memory_batches=make(), cfg=_budget(self.cfg, steps),
+                   metric="win rate", target="win rate vs the starting policy (held-out people)",
+                   score=_win_rate_vs_start(policy, tok, test_prompts, self.eval_samples, seed), deployed=policy,
+                   loss_fn=ppo.ppo_loss(self.ppo_cfg), held={"reference": ref_model, "reward model": reward_model},
+                   extra_seconds=spent, notes={"preference pairs": len(pairs["chosen"])},
+                   data=f"{len(pairs['chosen'])} preference pairs (human feedback) -> a reward model")
+
+
+@dataclass(frozen=True)
+class Dpo:
+    """Direct Preference Optimisation (notebook 08, part 2): the same kind of labelled pairs as `Rlhf`, trained
+    into the policy directly -- no reward model, no sampling while training.  Held: the policy and the frozen
+    reference (two models).  Sampling the pairs counts in the total seconds.  Target as `Rlhf`'s."""
+    name: str = "DPO"
+    pairs_per_prompt: int = 4
+    beta: float = 0.1                                 # DPO's KL strength (Rafailov et al.: 0.1)
+    eval_samples: int = 8
+    cfg: TrainConfig = TrainConfig(steps=30, batch_size=16, lr=1e-4, warmup=3, weight_decay=0.0)
+
+    def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
+        train_prompts, test_prompts = _people_prompts()
+        t0 = time.perf_counter()
+        pairs = _pairs(base_model, tok, train_prompts, self.pairs_per_prompt, seed)
+        spent = time.perf_counter() - t0
+        ref_model = rlhf.freeze(copy.deepcopy(base_model))
+        policy = _fresh(base_model)
+        return Run(model=policy, batches=preference.pair_batches(pairs, tok.pad_id), cfg=_budget(self.cfg, steps),
+                   metric="win rate", target="win rate vs the starting policy (held-out people)",
+                   score=_win_rate_vs_start(policy, tok, test_prompts, self.eval_samples, seed), deployed=policy,
+                   loss_fn=dpo.dpo_loss_fn(ref_model, self.beta), held={"reference": ref_model},
+                   extra_seconds=spent, notes={"preference pairs": len(pairs["chosen"])},
+                   data=f"{len(pairs['chosen'])} preference pairs (human feedback)")
+
+
+@dataclass(frozen=True)
+class Grpo:
+    """RL with a verifiable reward (notebook 08, part 2): GRPO -- groups of answers to a fact question, each judged
+    against its group -- with `verifier.strict_check` as the reward (a program, no reward model, no value network).
+    Held: the policy and the frozen reference.  Target: strict fact-answer accuracy on held-out questions, `samples`
+    answers each at temperature 1.  Budget vs the notebook (30 steps of 4 questions x 8 answers): 16 steps of 2 x 8."""
+    name: str = "GRPO (checker)"
+    grpo_cfg: grpo.GRPOConfig = grpo.GRPOConfig(beta=0.04, group=8)
+    samples: int = 4                                  # answers per held-out question for the accuracy
+    cfg: TrainConfig = TrainConfig(steps=16, batch_size=16, lr=3e-4, warmup=2, weight_decay=0.0)
+
+    def setup(self, base_model: MiniGPT, tok: Tokenizer, steps: int, seed: int) -> Run:
+        qa = foundation.load_task("qa")
+        questions, held_out = verifier.fact_questions(qa["train"]), verifier.fact_questions(qa["test"] + qa["ood"])
+        ref_model = rlhf.freeze(copy.deepcopy(base_model))
+        policy = _fresh(base_model)
+        return Run(model=policy, batches=grpo.rollout_batches(policy, ref_model, tok, questions, verifier.strict_check,
+                                                              self.grpo_cfg),
+                   cfg=_budget(self.cfg, steps), metric="accuracy",
+                   target="fact-answer accuracy, strict checker (held-out questions)",
+                   score=lambda: verifier.report(policy, tok, held_out, samples=self.samples, seed=seed + 7)["strict"],
+                   deployed=policy, loss_fn=grpo.grpo_loss_fn(self.grpo_cfg), held={"reference": ref_model},
+                   data=f"{len(questions)} questions + a checker program (no labels, no pairs)")
