@@ -107,8 +107,10 @@ def feedback(questions: Sequence[Question], choices: Sequence[str | None]) -> st
     return "\n".join(lines)
 
 
-def show(questions: Sequence[Question], title: str = "Quiz"):
-    """Render the quiz as widgets: pick an option per question, press 'Check answers' for feedback."""
+def show(questions: Sequence[Question], title: str = "Quiz") -> None:
+    """Render the quiz as widgets: pick an option per question, press 'Check answers' for feedback.
+
+    Displays the quiz and returns None, so a quiz call as a cell's last line shows it once."""
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -129,7 +131,6 @@ def show(questions: Sequence[Question], title: str = "Quiz"):
         items += [widgets.HTML(f"<b>{i}. {q.question}</b>"), r]
     box = widgets.VBox(items + [button, out])
     display(box)
-    return box
 
 
 def check(name: str, answer: Any, expected: Any, hint: str, tol: float = 0.0,
