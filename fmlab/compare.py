@@ -42,8 +42,8 @@ from .gpt import GPTConfig, MiniGPT
 from .tokenizer import Tokenizer
 from .train import TrainConfig, default_loss, train
 
-__all__ = ["Run", "Row", "General", "general_ability", "general_reference", "run", "by_metric", "FullFineTuning", "Lora",
-           "Reft", "Multitask", "DomainAdaptation", "Distillation", "Rlhf", "Dpo", "Grpo"]
+__all__ = ["Run", "Row", "General", "general_ability", "general_reference", "run", "by_metric", "FullFineTuning",
+           "Lora", "Reft", "Multitask", "DomainAdaptation", "Distillation", "Rlhf", "Dpo", "Grpo"]
 
 
 # --- what a method hands the harness, and what the harness returns ------------------------------------
@@ -333,7 +333,7 @@ class Distillation:
     name: str = "distillation"
     temperature: float = 4.0                           # notebook 10's T
     label_weight: float = 0.5
-    student: GPTConfig | None = None                   # default: 2 blocks x 64 (4 heads), the base's vocabulary and context
+    student: GPTConfig | None = None                   # default: the base's config with 2 blocks x width 64
     student_pretrain: TrainConfig = dataclasses.replace(foundation.PRETRAIN, steps=300, warmup=30)
     cfg: TrainConfig = dataclasses.replace(recipes.SENTIMENT_FT, steps=200, warmup=20)
     speed_prompts: int = 40                            # test prompts answered one at a time to time serving
@@ -429,7 +429,8 @@ class Rlhf:
         ref_model = rlhf.freeze(copy.deepcopy(base_model))
         policy = _fresh(base_model)
         agent = ppo.PolicyWithValue(policy)
-        make = lambda: ppo.rollout_batches(agent, ref_model, reward_model, tok, train_prompts, self.ppo_cfg)  # noqa: E731
+        def make():          # one batcher for training, another for the memory step (it would shift the epochs)
+            return ppo.rollout_batches(agent, ref_model, reward_model, tok, train_prompts, self.ppo_cfg)
         return Run(model=agent, batches=make(), memory_batches=make(), cfg=_budget(self.cfg, steps),
                    metric="win rate", target="win rate vs the starting policy (held-out people)",
                    score=_win_rate_vs_start(policy, tok, test_prompts, self.eval_samples, seed), deployed=policy,
