@@ -11,6 +11,9 @@
 2. ``python`` -- real text: the Python language reference that ships with every Python install
    (``pydoc_data.topics``).  No download, and nobody wrote it for this course.  One paragraph in eight goes to
    the pre-training corpus (web text contains documentation); the other seven form the domain corpus.
+   The reference changes between Python versions: the shipped data/ was built with Python 3.11
+   (`PYTHON_BUILT_WITH`); `python -m fmlab.foundation data` under another version writes different text (and
+   then needs a new tokenizer and base model).  The notebooks only read the shipped, hash-checked files.
 """
 from __future__ import annotations
 
@@ -116,6 +119,9 @@ def part_task(triage: dict[str, list[dict]]) -> dict[str, list[dict]]:
 
 _ASCII = {"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2026": "...", "\u2014": "--",
           "\u2013": "-"}
+
+
+PYTHON_BUILT_WITH = (3, 11)      # the Python whose pydoc_data.topics made the shipped data/
 
 
 def python_paragraphs() -> list[str]:

@@ -67,6 +67,12 @@ def _write(name: str, text: str, manifest: dict) -> None:
 
 def build_data() -> dict:
     """Generate every corpus and task from fixed seeds, train the tokenizer, write them all to data/."""
+    import sys
+    import warnings
+    if sys.version_info[:2] != domain.PYTHON_BUILT_WITH:
+        warnings.warn(f"the shipped data/ was built with Python {'.'.join(map(str, domain.PYTHON_BUILT_WITH))}, whose "
+                      "language reference (pydoc_data) differs from this one's: the rebuilt corpora, tokenizer and base "
+                      "model will differ from the shipped ones", stacklevel=2)
     data_dir().mkdir(parents=True, exist_ok=True)
     w = world_mod.make_world(seed=0)
     corpora = {"pretrain": corpus.pretraining_corpus(w), "station": domain.station_corpus(),

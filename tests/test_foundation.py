@@ -1,11 +1,12 @@
 """The shipped data and base model: present, hash-checked, and reproducing their manifest."""
 import json
 import shutil
+import sys
 
 import pytest
 import torch
 
-from fmlab import corpus, foundation, world
+from fmlab import corpus, domain, foundation, world
 from fmlab.checkpoint import CheckpointError
 from fmlab.evaluate import fact_recall, perplexity
 
@@ -16,7 +17,8 @@ def test_data_files_match_manifest_and_generators():
                  "base_model.safetensors", "base_model.json"]:
         assert name in manifest, name
     assert foundation.load_world() == world.make_world(0)
-    assert foundation.load_corpus("pretrain") == corpus.pretraining_corpus(world.make_world(0))
+    if sys.version_info[:2] == domain.PYTHON_BUILT_WITH:    # the Python reference in the corpus is version-specific
+        assert foundation.load_corpus("pretrain") == corpus.pretraining_corpus(world.make_world(0))
     with pytest.raises(ValueError, match="choose one of"):
         foundation.load_task("poetry")
     with pytest.raises(ValueError, match="choose one of"):
