@@ -325,7 +325,8 @@ class Distillation:
     """A small student (2 blocks x width 64, pre-trained on the same corpus) learns the fine-tuned teacher's soft
     targets (notebook 10).  Teacher = the base model fine-tuned with `recipes.SENTIMENT_FT`; both the teacher's
     fine-tuning and the student's pre-training are counted in the total seconds (notebook 10 pre-trains the
-    student for 300 steps; the same here).  Notes record both models' serving latency (`distill.generation_speed`).
+    student for 300 steps; the same here).  Notes record both models' serving cost (`distill.generation_speed`):
+    counted FLOPs per answer, and milliseconds per answer on this machine.
 
     Measured (seeds 0-2, one core): with 150 pre-training steps and 250 distillation steps the student sometimes
     collapses to one label (accuracy 0.48 on seed 2); 200 + 300 reached 1.0 on every seed -- the student's
@@ -352,12 +353,13 @@ class Distillation:
               dataclasses.replace(self.student_pretrain, seed=seed, progress=False))
         spent += time.perf_counter() - t0
         soft = distill.soft_target_batches(teacher, tok, data["train"], cfg.block_size)
-        speed = {name: distill.generation_speed(m, tok, data["test"][:self.speed_prompts])["ms_per_answer"]
+        speed = {name: distill.generation_speed(m, tok, data["test"][:self.speed_prompts])
                  for name, m in (("teacher", teacher), ("student", student))}      # serving cost: architecture only
         student.train()
         notes = {"teacher accuracy (test)": evaluate.accuracy(teacher, tok, data["test"]),
                  "teacher parameters": teacher.num_params(), "student parameters": student.num_params(),
-                 "teacher ms per answer": speed["teacher"], "student ms per answer": speed["student"]}
+                 **{f"{name} FLOPs per answer": s["flops_per_answer"] for name, s in speed.items()},
+                 **{f"{name} ms per answer": s["ms_per_answer"] for name, s in speed.items()}}
         return Run(model=student, batches=soft, cfg=_budget(self.cfg, steps), metric="accuracy",
                    target="sentiment accuracy (test)", score=lambda: evaluate.accuracy(student, tok, data["test"]),
                    deployed=student, loss_fn=distill.distillation_loss_fn(self.temperature, self.label_weight),

@@ -5,7 +5,10 @@
   ``torch.cuda.is_bf16_supported()`` is not enough: it says True on a T4 (sm 7.5), which only emulates bf16,
   slowly.  There we use fp16 with a gradient scaler.  On MPS and CPU: fp32 (at our size fp32 is fast enough,
   and MPS's fp16 autocast has no gradient scaler).  ``FMLAB_PRECISION=fp16|bf16|fp32`` overrides on CUDA --
-  e.g. to test the T4 path (fp16 + scaler) on any CUDA GPU.
+  e.g. to test the T4 path (fp16 + scaler) on any CUDA GPU -- and on CPU, where it *emulates* the GPU
+  numerics for testing: CPU autocast runs the same ops (matrix products, attention) in bf16 or fp16, and fp16
+  gets the same gradient scaler.  Off by default: on a learner's CPU the course runs in fp32.  It checks that
+  a claim holds in every precision (`bench/seeds.py --precision bf16`); it is not a way to go faster.
 - seeds: `seed_everything` seeds Python, NumPy and torch; same seed, same numbers on CPU.
 - CPU threads: for models this small, more threads can be *slower* (thread start-up costs more than the
   matrix work).  `tune_cpu_threads` times a few training steps with 1 and with all cores and keeps the
@@ -52,26 +55,39 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def _forced_precision() -> str | None:
+    forced = os.environ.get("FMLAB_PRECISION") or None
+    if forced is not None and forced not in _PRECISIONS:
+        raise ValueError(f"FMLAB_PRECISION={forced!r}: use one of {', '.join(_PRECISIONS)}, or unset it")
+    return forced
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 on natively-bf16 GPUs, fp16 on older CUDA GPUs, None (fp32, no autocast) on MPS and CPU."""
+    """bf16 on natively-bf16 GPUs, fp16 on older CUDA GPUs, None (fp32, no autocast) on MPS and CPU.
+
+    $FMLAB_PRECISION overrides this on CUDA and CPU (on CPU: an emulation of the GPU numerics, for testing).
+    """
+    forced = _forced_precision()
+    if device.type == "mps":
+        if forced not in (None, "fp32"):
+            raise ValueError(f"FMLAB_PRECISION={forced} is not supported on Apple MPS (no gradient scaler "
+                             "there); unset it, or use FMLAB_DEVICE=cpu to emulate it on the CPU")
+        return None
+    if forced is not None:
+        return _PRECISIONS[forced]
     if device.type != "cuda":
         return None
-    forced = os.environ.get("FMLAB_PRECISION")
-    if forced:
-        if forced not in _PRECISIONS:
-            raise ValueError(f"FMLAB_PRECISION={forced!r}: use one of {', '.join(_PRECISIONS)}")
-        return _PRECISIONS[forced]
     major, _ = torch.cuda.get_device_capability(device)
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
 def needs_grad_scaler(device: torch.device) -> bool:
     """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and does not."""
-    return device.type == "cuda" and autocast_dtype(device) == torch.float16
+    return autocast_dtype(device) == torch.float16
 
 
 def autocast(device: torch.device):
-    """Context manager for mixed precision on `device` (a no-op on CPU and MPS)."""
+    """Context manager for mixed precision on `device` (a no-op in fp32: MPS, and CPU unless forced)."""
     dtype = autocast_dtype(device)
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
@@ -155,6 +171,8 @@ def describe(device: torch.device) -> str:
     dtype = autocast_dtype(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     prec = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + grad scaler"}[dtype]
+    if dtype is not None and device.type == "cpu":
+        prec += " (CPU emulation of GPU numerics, FMLAB_PRECISION)"
     return f"device={name} precision={prec} torch={torch.__version__} cpu_threads={torch.get_num_threads()}"
 
 

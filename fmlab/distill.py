@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import compute
 from .batches import IGNORE, Batcher, instruction_rows, pad_batch
 from .gpt import MiniGPT
 from .tasks import format_prompt
@@ -180,12 +181,16 @@ def wrong_answer_agreement(student: MiniGPT, teacher: MiniGPT, tokenizer: Tokeni
 @torch.no_grad()
 def generation_speed(model: MiniGPT, tokenizer: Tokenizer, examples: Sequence[dict], new_tokens: int = 2,
                      repeats: int = 3) -> dict[str, float]:
-    """Serving cost of greedy answers: latency of one answer (batch 1) and throughput (prompts batched).
+    """Serving cost of greedy answers: counted work per answer, and latency and throughput on this machine.
 
     Every answer is exactly `new_tokens` tokens (no early stop), so every model does the same work.
+    flops_per_answer: FLOPs counted (`compute.count_flops`) while answering every prompt one at a time,
+    divided by the number of prompts -- the same on every machine.  weight_bytes_per_token: the bytes of
+    weights read for each generated token (`compute.weight_bytes`), what bounds serving speed at 7B scale.
     ms_per_answer: one prompt at a time, as a chat request is served.  tokens_per_s: answer tokens per
     second when the prompts of the most common length are answered as one batch (no padding needed).
-    Each timing is the best of `repeats`: the run least disturbed by other programs on the machine.
+    Each timing is the best of `repeats`: the run least disturbed by other programs on the machine.  Timings
+    are observations of this machine, not claims: at our size they are bound by kernel launches and Python.
     """
     device = next(model.parameters()).device
     prompts = [tokenizer.encode(format_prompt(ex)) for ex in examples]
@@ -204,8 +209,11 @@ def generation_speed(model: MiniGPT, tokenizer: Tokenizer, examples: Sequence[di
         return min(times)
 
     singles = [torch.tensor([p], device=device) for p in prompts]
+    with compute.count_flops() as work:
+        [model.generate(p, new_tokens) for p in singles]
     one = best(lambda: [model.generate(p, new_tokens) for p in singles])
     length = max(set(map(len, prompts)), key=[len(p) for p in prompts].count)
     batch = torch.tensor([p for p in prompts if len(p) == length], device=device)     # (B, length)
     batched = best(lambda: model.generate(batch, new_tokens))
-    return {"ms_per_answer": 1000 * one / len(prompts), "tokens_per_s": batch.size(0) * new_tokens / batched}
+    return {"flops_per_answer": work.flops / len(prompts), "weight_bytes_per_token": compute.weight_bytes(model),
+            "ms_per_answer": 1000 * one / len(prompts), "tokens_per_s": batch.size(0) * new_tokens / batched}

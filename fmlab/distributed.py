@@ -38,7 +38,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from typing import Callable
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
 
 import pandas as pd
 import torch
@@ -48,7 +51,7 @@ from .batches import Batcher, lm_batches
 from .memory import Memory
 from .train import TrainConfig, default_loss, train
 
-__all__ = ["shard", "global_mean_loss", "init", "run", "sharded_bytes", "main", "RECIPE"]
+__all__ = ["shard", "global_mean_loss", "init", "run", "launch", "sharded_bytes", "main", "RECIPE"]
 
 # The notebook's run: the first steps of pre-training from random weights on the Python reference text, with
 # foundation.PRETRAIN's peak learning rate; 16 windows of 64 tokens per step (8 per rank on 2 processes).
@@ -125,6 +128,23 @@ def run(cfg: TrainConfig = RECIPE, corpus: str = "python", device: str | None = 
     history = train(model, batches, cfg, loss_fn=global_mean_loss())
     history["world_size"] = world
     return history
+
+
+def launch(nproc: int, argv: Sequence[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``torchrun --standalone --nproc_per_node NPROC -m fmlab.distributed ARGV`` as a program of its own.
+
+    Isolated from the calling process, which is what a Jupyter kernel needs: a session of its own (a signal that
+    torchrun's agent sends to its process group cannot reach the kernel), no inherited stdin or other file
+    descriptors (the kernel's ZeroMQ sockets stay the kernel's), one CPU thread per rank, fmlab importable from
+    this checkout, and a timeout.  Returns the finished process (``returncode``, ``stdout``, ``stderr``).
+    """
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "fmlab.distributed", *map(str, argv)]
+    return subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          close_fds=True, start_new_session=True, timeout=timeout)
 
 
 def sharded_bytes(per_rank: Memory, world_size: int) -> pd.DataFrame:

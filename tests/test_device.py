@@ -98,4 +98,38 @@ def test_environment_overrides_are_checked(monkeypatch):
         device.autocast_dtype(torch.device("cuda"))
     monkeypatch.setenv("FMLAB_PRECISION", "fp16")
     assert device.autocast_dtype(torch.device("cuda")) == torch.float16       # the T4 path, forced
-    assert device.autocast_dtype(torch.device("mps")) is None                  # MPS: fp32
+    with pytest.raises(ValueError, match="not supported on Apple MPS"):        # MPS: fp32 only, said plainly
+        device.autocast_dtype(torch.device("mps"))
+    monkeypatch.delenv("FMLAB_PRECISION")
+    assert device.autocast_dtype(torch.device("mps")) is None
+
+
+@pytest.mark.parametrize("name, dtype, scaler", [("bf16", torch.bfloat16, False), ("fp16", torch.float16, True),
+                                                 ("fp32", None, False), ("", None, False)])
+def test_forced_precision_emulates_the_gpu_numerics_on_cpu(monkeypatch, name, dtype, scaler):
+    """FMLAB_PRECISION on CPU: the same autocast dtype and grad-scaler choice as on CUDA; unset means fp32."""
+    monkeypatch.setenv("FMLAB_PRECISION", name)
+    cpu = torch.device("cpu")
+    assert device.autocast_dtype(cpu) == dtype and device.needs_grad_scaler(cpu) == scaler
+    layer = torch.nn.Linear(4, 4)
+    with device.autocast(cpu):
+        out = layer(torch.randn(2, 4))
+    assert out.dtype == (dtype or torch.float32)          # the matrix product really ran in that precision
+    if dtype is not None:
+        assert "CPU emulation" in device.describe(cpu)
+
+
+def test_fp16_training_on_cpu_uses_the_grad_scaler_and_learns(monkeypatch):
+    from fmlab.gpt import GPTConfig, MiniGPT
+    from fmlab.train import TrainConfig, train
+    monkeypatch.setenv("FMLAB_PRECISION", "fp16")
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=16))
+    fixed = torch.arange(8).remainder(11).repeat(4, 1)
+
+    def batches(n, gen):
+        return {"tokens": fixed[:n], "targets": fixed[:n].roll(-1, dims=1)}
+
+    history = train(model, batches, TrainConfig(steps=30, batch_size=4, lr=1e-2, warmup=3, progress=False))
+    assert history["loss"].iloc[-1] < 0.5 * history["loss"].iloc[1], history["loss"].tolist()
+    assert next(model.parameters()).dtype == torch.float32     # autocast: the weights stay fp32
