@@ -8,6 +8,8 @@ sees batchers, so pre-training, instruction tuning, replay and multitask mixture
 - `lm_batches`: random windows of a token stream (self-supervised: the text is its own label).
 - `instruction_batches`: prompt + answer, loss on the answer tokens only.
 - `mix`: draw each row from one of several batchers with given weights (multitask, replay).
+- `pad_batch` / `pad_sequences`: right-pad rows into one tensor (with targets / with prompt and row lengths,
+  as sampled completions and preference pairs need).
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ import torch
 from .tasks import format_prompt
 from .tokenizer import Tokenizer
 
-__all__ = ["IGNORE", "encode_corpus", "encode_example", "lm_batches", "instruction_batches", "mix",
-           "pad_batch"]
+__all__ = ["IGNORE", "Batcher", "encode_corpus", "encode_example", "lm_batches", "instruction_batches", "mix",
+           "pad_batch", "pad_sequences", "instruction_rows"]
 
 IGNORE = -100   # cross_entropy's ignore_index: positions that contribute no loss
 Batcher = Callable[[int, torch.Generator], dict]
@@ -61,6 +63,16 @@ def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
     for b, (t, y) in enumerate(rows):
         tokens[b, :len(t)], targets[b, :len(y)] = torch.tensor(t), torch.tensor(y)
     return {"tokens": tokens, "targets": targets}
+
+
+def pad_sequences(rows: Sequence[list[int]], prompt_lens: Sequence[int], pad_id: int) -> dict:
+    """Right-pad token rows: {'tokens' (N, T), 'prompt_len' (N,), 'length' (N,)}."""
+    T = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, :len(r)] = torch.tensor(r)
+    return {"tokens": tokens, "prompt_len": torch.tensor(list(prompt_lens)),
+            "length": torch.tensor([len(r) for r in rows])}
 
 
 def instruction_rows(tokenizer: Tokenizer, examples: Sequence[dict], block_size: int) -> list:

@@ -27,13 +27,16 @@ never say which station faults are urgent (that knowledge is only in the domain 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from . import domain
-from .world import ATTRIBUTES, CITIES, FOODS, NEGATIVE, POSITIVE, World, document, WorldConfig
+from .world import (ATTRIBUTES, CITIES, FACT_TEMPLATES, FOODS, NEGATIVE, POSITIVE, REACTIONS, STORY_TEMPLATES, World,
+                    WorldConfig, document)
 
 __all__ = ["CorpusConfig", "pretraining_corpus", "review", "qa_snippet", "glossary", "mention", "postcard", "post",
-           "TEMPLATES", "LEARNER_PROMPTS"]
+           "TEMPLATES", "LEARNER_PROMPTS", "grammatical_share"]
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ def pretraining_corpus(world: World, cfg: CorpusConfig = CorpusConfig()) -> list
     return docs
 
 
-# Every template of the corpus whose sentences follow a fixed shape (for `world.grammatical_share`).
+# Every template of the corpus whose sentences follow a fixed shape (for `grammatical_share`).
 TEMPLATES = REVIEWS + [f.format(q=q, v="{v}") for f in QA_FORMATS for q in QUESTIONS.values()] + [
     "toki glossary : {a} means {b} , {c} means {d} , {e} means {f} .",
     "english to toki : {a} is {b} , {c} is {d} , {e} is {f} ."] + MENTIONS
@@ -201,3 +204,31 @@ LEARNER_PROMPTS = ["ada lives in", "Ada lives in Paris.", "What does Ben eat?", 
                    "is this review positive or negative ? the soup was great !", "café", "日本語", "I love it 😀",
                    "the flux coil holds at 40 zarn .", "def f(x): return x * 2", "what is a python generator ?",
                    "Count with me: Zero, one, two, 3 4 5 6 7 8 9 10!", "A quick question -- why?"]
+
+
+_SLOTS = {"c": r"[a-z]+ [a-z]+", "c2": r"[a-z]+ [a-z]+", "w": r"[a-z]+(?: [a-z]+)?", "w2": r"[a-z]+(?: [a-z]+)?",
+          "crew": r"[a-z]+ [a-z]+", "n": r"[0-9]+", "d": r"[0-9]+"}
+
+
+@lru_cache(maxsize=1)
+def _sentence_patterns() -> re.Pattern:
+    templates = [t for ts in FACT_TEMPLATES.values() for t in ts] + STORY_TEMPLATES + [
+        "{p} tried the {food} . it was {adj} .", "in toki , the word {e} is {t} ."] + list(TEMPLATES)
+    templates += [t for ts in REACTIONS.values() for t in ts]
+    sentences = {part.strip(" .") for t in templates for part in t.split(" . ")}
+    alts = [re.escape(s).replace(r"\{", "{").replace(r"\}", "}") for s in sorted(sentences)]
+    alts = [re.sub(r"\{(\w+)\}", lambda m: "(?:" + _SLOTS.get(m.group(1), "[a-z]+") + ")", a) for a in alts]
+    return re.compile("(?:" + "|".join(alts) + ")")
+
+
+def grammatical_share(text: str) -> float:
+    """Share of the complete sentences in `text` that follow one of the corpus's sentence templates.
+
+    A template slot accepts any word (a number, or two words where the slot is a station part or a crew
+    member), so this measures *grammar* (the sentence shapes of the world's language), not truth.  The last, unfinished sentence is ignored.
+    """
+    sentences = [s.strip() for s in text.split(" .")[:-1] if s.strip()]
+    if not sentences:
+        return 0.0
+    pattern = _sentence_patterns()
+    return sum(bool(pattern.fullmatch(s)) for s in sentences) / len(sentences)

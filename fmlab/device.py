@@ -136,8 +136,9 @@ def tune_cpu_threads(model: torch.nn.Module | None = None, batch_size: int = 32,
     """Set torch's CPU thread count to the faster of 1 and all cores, measured on `model`; returns it.
 
     The measurement takes a second or two and is repeated in every new process (a machine's load changes,
-    so a stored answer can go stale); $FMLAB_THREADS skips it.  It draws random numbers from its own
-    generator, never from torch's global one.
+    so a stored answer can go stale); $FMLAB_THREADS skips it.  Its token batch comes from its own generator;
+    the throwaway model it builds when none is given draws its weights from torch's global generator, whose
+    state is saved before and restored after, so the numbers a notebook draws next are unchanged.
     """
     n = _threads_from_env()
     if n is not None:

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 
 from . import compute
 from .batches import IGNORE, Batcher, instruction_rows, pad_batch
-from .gpt import MiniGPT
+from .gpt import MiniGPT, ids_to_device
+from .params import device_of, evaluating, freeze
 from .tasks import format_prompt
 from .tokenizer import Tokenizer
 
@@ -81,10 +82,9 @@ def soft_target_batches(teacher: MiniGPT, tokenizer: Tokenizer, examples: Sequen
     hard-label run and a distillation run with the same seed see the same examples in the same steps.
     """
     rows = instruction_rows(tokenizer, examples, block_size)
-    device = next(teacher.parameters()).device
+    device = device_of(teacher)
     soft: list[torch.Tensor] = []                                  # per row: (answer positions, V)
-    teacher.eval()
-    with torch.no_grad():
+    with evaluating(teacher):
         for start in range(0, len(rows), 64):
             batch = pad_batch(rows[start:start + 64], tokenizer.pad_id)
             logits = teacher(batch["tokens"].to(device)).float().cpu()          # (b, T, V)
@@ -109,7 +109,7 @@ def distillation_loss_fn(temperature: float = 2.0, label_weight: float = 0.5, te
     """
     _check_settings(temperature, label_weight)          # now, not at the first training step
     if teacher is not None:
-        teacher.eval().requires_grad_(False)
+        freeze(teacher)
 
     def loss_fn(student: MiniGPT, batch: dict) -> torch.Tensor:
         if teacher is None:
@@ -122,27 +122,25 @@ def distillation_loss_fn(temperature: float = 2.0, label_weight: float = 0.5, te
     return loss_fn
 
 
-@torch.no_grad()
 def teacher_answers(teacher: MiniGPT, tokenizer: Tokenizer, examples: Sequence[dict],
                     max_new_tokens: int = 8) -> list[str]:
     """The teacher's greedy answer (text up to <eos>, without the leading space) to each example's prompt.
 
     Prompts of equal length are decoded together in one batch, so no padding enters the model.
     """
-    device = next(teacher.parameters()).device
     prompts = [tokenizer.encode(format_prompt(ex)) for ex in examples]
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(prompts):
         by_length[len(p)].append(i)
     out: list[str] = [""] * len(examples)
-    teacher.eval()
-    for length, rows in by_length.items():
-        room = min(max_new_tokens, teacher.cfg.block_size - length)
-        tokens = torch.tensor([prompts[i] for i in rows], device=device)        # (B, length)
-        new = teacher.generate(tokens, room, stop_token=tokenizer.eos_id)[:, length:].tolist()
-        for i, ids in zip(rows, new):
-            ids = ids[:ids.index(tokenizer.eos_id)] if tokenizer.eos_id in ids else ids
-            out[i] = tokenizer.decode(ids).strip()
+    with evaluating(teacher):
+        for length, rows in by_length.items():
+            room = min(max_new_tokens, teacher.cfg.block_size - length)
+            tokens = ids_to_device(torch.tensor([prompts[i] for i in rows]), teacher)        # (B, length)
+            new = teacher.generate(tokens, room, stop_token=tokenizer.eos_id)[:, length:].tolist()
+            for i, ids in zip(rows, new):
+                ids = ids[:ids.index(tokenizer.eos_id)] if tokenizer.eos_id in ids else ids
+                out[i] = tokenizer.decode(ids).strip()
     return out
 
 
@@ -166,7 +164,7 @@ def wrong_answer_agreement(student: MiniGPT, teacher: MiniGPT, tokenizer: Tokeni
     choice, the share that are also among the student's k most likely tokens other than that top choice;
     averaged over the examples.  1.0: same second choices; about k / vocabulary size: unrelated.
     """
-    device = next(teacher.parameters()).device
+    device = device_of(teacher)
     prompts = [tokenizer.encode(format_prompt(ex)) for ex in examples]
     tokens = pad_batch([(p, p) for p in prompts], tokenizer.pad_id)["tokens"].to(device)   # right-padded
     last = torch.tensor([len(p) - 1 for p in prompts], device=device)   # causal: padding after it is unseen
@@ -178,7 +176,6 @@ def wrong_answer_agreement(student: MiniGPT, teacher: MiniGPT, tokenizer: Tokeni
     return sum(shared) / (k * len(shared))
 
 
-@torch.no_grad()
 def generation_speed(model: MiniGPT, tokenizer: Tokenizer, examples: Sequence[dict], new_tokens: int = 2,
                      repeats: int = 3) -> dict[str, float]:
     """Serving cost of greedy answers: counted work per answer, and latency and throughput on this machine.
@@ -192,9 +189,14 @@ def generation_speed(model: MiniGPT, tokenizer: Tokenizer, examples: Sequence[di
     Each timing is the best of `repeats`: the run least disturbed by other programs on the machine.  Timings
     are observations of this machine, not claims: at our size they are bound by kernel launches and Python.
     """
-    device = next(model.parameters()).device
+    with evaluating(model):
+        return _generation_speed(model, tokenizer, examples, new_tokens, repeats)
+
+
+def _generation_speed(model: MiniGPT, tokenizer: Tokenizer, examples: Sequence[dict], new_tokens: int,
+                      repeats: int) -> dict[str, float]:
+    device = device_of(model)
     prompts = [tokenizer.encode(format_prompt(ex)) for ex in examples]
-    model.eval()
 
     def best(fn: Callable[[], object]) -> float:
         times = []
@@ -208,12 +210,12 @@ def generation_speed(model: MiniGPT, tokenizer: Tokenizer, examples: Sequence[di
             times.append(time.perf_counter() - start)
         return min(times)
 
-    singles = [torch.tensor([p], device=device) for p in prompts]
+    singles = [ids_to_device(torch.tensor([p]), model) for p in prompts]
     with compute.count_flops() as work:
         [model.generate(p, new_tokens) for p in singles]
     one = best(lambda: [model.generate(p, new_tokens) for p in singles])
     length = max(set(map(len, prompts)), key=[len(p) for p in prompts].count)
-    batch = torch.tensor([p for p in prompts if len(p) == length], device=device)     # (B, length)
+    batch = ids_to_device(torch.tensor([p for p in prompts if len(p) == length]), model)     # (B, length)
     batched = best(lambda: model.generate(batch, new_tokens))
     return {"flops_per_answer": work.flops / len(prompts), "weight_bytes_per_token": compute.weight_bytes(model),
             "ms_per_answer": 1000 * one / len(prompts), "tokens_per_s": batch.size(0) * new_tokens / batched}

@@ -26,8 +26,9 @@ How it plugs into `fmlab.train.train`, unchanged:
 What DDP does *not* save: weights, gradients and AdamW state (16 bytes per parameter) are replicated on every
 rank; only activations shrink with the per-rank batch.  ZeRO (Rajbhandari et al. 2020) shards them instead:
 stage 1 the optimizer state, stage 2 also the gradients, stage 3 -- PyTorch's FSDP -- also the weights, each
-rank gathering a layer's weights just before using it.  `sharded_bytes` turns one measured step
-(`fmlab.memory.measure`) into the bytes per rank under each scheme.
+rank gathering a layer's weights just before using it.  The fp32 master weights of mixed precision are part of
+the optimizer state stage 1 already shards.  `sharded_bytes` turns one measured or estimated step
+(`fmlab.memory.measure` / `estimate`) into the bytes per rank under each scheme.
 
 Simplifications vs real multi-GPU training: one node (no multi-node rendezvous, no tensor or pipeline
 parallelism); every rank draws the full global batch and slices it (cheap here; a real loader reads only its
@@ -48,7 +49,7 @@ import torch
 import torch.distributed as dist
 
 from .batches import Batcher, lm_batches
-from .memory import Memory
+from .memory import FP32, Memory, Precision
 from .train import TrainConfig, default_loss, train
 
 __all__ = ["shard", "global_mean_loss", "init", "run", "launch", "sharded_bytes", "main", "RECIPE"]
@@ -118,9 +119,9 @@ def run(cfg: TrainConfig = RECIPE, corpus: str = "python", device: str | None = 
     from . import foundation
     from .gpt import MiniGPT
     rank, world, device = init(device)
-    tok = foundation.load_tokenizer()
+    tokenizer = foundation.load_tokenizer()
     torch.manual_seed(cfg.seed)                 # the same initial weights on every rank (DDP also broadcasts)
-    model = MiniGPT(foundation.pretrain_config(len(tok))).to(device)
+    model = MiniGPT(foundation.pretrain_config(len(tokenizer))).to(device)
     batches = shard(lm_batches(foundation.corpus_stream(corpus), model.cfg.block_size), rank, world)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -147,17 +148,28 @@ def launch(nproc: int, argv: Sequence[str], timeout: float = 300) -> subprocess.
                           close_fds=True, start_new_session=True, timeout=timeout)
 
 
-def sharded_bytes(per_rank: Memory, world_size: int) -> pd.DataFrame:
-    """Bytes per rank of one training step under DDP and ZeRO stages 1-3 (FSDP), from one rank's measured step.
+def sharded_bytes(per_rank: Memory, world_size: int, precision: Precision = FP32) -> pd.DataFrame:
+    """Bytes per rank of one training step under DDP and ZeRO stages 1-3 (FSDP), from one rank's step.
 
-    per_rank: `memory.measure` of the model on one rank's shard of the batch (so activations are per rank).
+    ZeRO's accounting (Rajbhandari et al. 2020, section 5): with mixed-precision Adam a model of Psi parameters
+    holds 2 Psi bytes of fp16 weights, 2 Psi of fp16 gradients and K Psi of optimizer state, K = 12: the fp32
+    master weights, Adam's momentum and variance.  Stage 1 shards the K Psi over the N ranks, stage 2 also the
+    gradients, stage 3 also the weights:  DDP (2 + 2 + K) Psi,  ZeRO-1 (2 + 2) Psi + K Psi / N,
+    ZeRO-2 2 Psi + (2 + K) Psi / N,  ZeRO-3 (2 + 2 + K) Psi / N.  Activations are per rank in every scheme.
+
+    per_rank: `memory.measure` of the model on one rank's shard of the batch, or `memory.estimate` of it.
+    precision: the precision of that step; the fp32 master copy it keeps (inside ``per_rank.weights``, all
+    parameters training) is counted where ZeRO counts it, in the "optimizer" column.
     """
+    master = per_rank.weights * precision.master // (precision.weights + precision.master)
+    states = {"weights": per_rank.weights - master, "gradients": per_rank.gradients,
+              "optimizer": per_rank.optimizer + master}
     w = world_size
-    schemes = {"DDP (replicated)": (1, 1, 1), "ZeRO-1 (optimizer sharded)": (1, 1, w),
-               "ZeRO-2 (+ gradients)": (1, w, w), "ZeRO-3 / FSDP (+ weights)": (w, w, w)}
-    rows = {name: {"weights": per_rank.weights / a, "gradients": per_rank.gradients / b,
-                   "optimizer": per_rank.optimizer / c, "activations": per_rank.activations}
-            for name, (a, b, c) in schemes.items()}
+    sharded = {"DDP (replicated)": (), "ZeRO-1 (optimizer sharded)": ("optimizer",),
+               "ZeRO-2 (+ gradients)": ("optimizer", "gradients"),
+               "ZeRO-3 / FSDP (+ weights)": ("optimizer", "gradients", "weights")}
+    rows = {name: {**{k: v / w if k in parts else v for k, v in states.items()},
+                   "activations": per_rank.activations} for name, parts in sharded.items()}
     return pd.DataFrame(rows).T
 
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import random
 import re
 
-__all__ = ["COMPONENTS", "SYMPTOMS", "SEVERE", "CREW", "triage_labels", "station_corpus", "triage_task",
-           "part_task", "python_paragraphs", "python_corpus", "PART_INSTRUCTION", "TRIAGE_INSTRUCTION"]
+__all__ = ["COMPONENTS", "SYMPTOMS", "SEVERE", "CREW", "triage_labels", "station_corpus", "held_out_inputs",
+           "verbatim_in", "triage_task", "part_task", "python_paragraphs", "python_corpus", "PART_INSTRUCTION",
+           "TRIAGE_INSTRUCTION"]
 
 COMPONENTS = ["flux coil", "plasma valve", "gyro mast", "ion baffle", "cryo duct", "warp spindle",
               "grav plate", "quark pump"]
@@ -42,35 +43,81 @@ TRIAGE_INSTRUCTION = "is this log urgent or routine ?"
 PART_INSTRUCTION = "which part is in this log ?"
 
 
-def triage_labels(seed: int = 0) -> dict[tuple[str, str], str]:
-    """The domain's knowledge: urgent / routine for each (component, symptom) -- set by the symptom.
-
-    `seed` is kept for the interface; the rule is fixed (the notes and the task must agree).
-    """
+def triage_labels() -> dict[tuple[str, str], str]:
+    """The domain's knowledge: urgent / routine for each (component, symptom) -- set by the symptom alone, a
+    fixed rule (the notes and the task must agree on it)."""
     return {(c, s): "urgent" if s in SEVERE else "routine" for c in COMPONENTS for s in SYMPTOMS}
 
 
-def _note(rng: random.Random, labels: dict) -> str:
+def _note(rng: random.Random, labels: dict) -> tuple[list[str], list[str]]:
+    """One note as (its labelled incident report -- a logged fault and its verdict -- or [], the other sentences)."""
     (c, s), u = rng.choice(sorted(labels.items()))
     statement = rng.choice(_PAIR_STATEMENTS if rng.random() < 0.5 else _RULE_STATEMENTS)
-    sentences = [statement.format(c=c, s=s, u=u)]
+    report = []
     if rng.random() < 0.5:           # a logged fault and what the crew made of it, as a shift report has it
-        sentences = [_log(rng.choice(CREW), s, c, rng.randint(10, 99)), f"it was {u} ."] + sentences
+        report = [_log(rng.choice(CREW), s, c, rng.randint(10, 99)), f"it was {u} ."]
+    rest = [statement.format(c=c, s=s, u=u)]
     if rng.random() < 0.5:
-        sentences.append(f"for {s} in the {c} , {rng.choice(ACTIONS[u])} .")
+        rest.append(f"for {s} in the {c} , {rng.choice(ACTIONS[u])} .")
     for _ in range(rng.randint(1, 3)):
-        sentences.append(rng.choice(_NOTES).format(crew=rng.choice(CREW), c=rng.choice(COMPONENTS),
-                                                   n=rng.randint(10, 99), d=rng.randint(1, 9)))
-    head = sentences[:2] if sentences[0].endswith("zarn .") else sentences[:1]
-    tail = sentences[len(head):]
+        rest.append(rng.choice(_NOTES).format(crew=rng.choice(CREW), c=rng.choice(COMPONENTS),
+                                              n=rng.randint(10, 99), d=rng.randint(1, 9)))
+    head = [] if report else rest[:1]        # a report opens its note; otherwise the statement does
+    tail = rest[len(head):]
     rng.shuffle(tail)
-    return " ".join(head + tail)
+    return report, head + tail
 
 
-def station_corpus(n_documents: int = 3000, seed: int = 0) -> list[str]:
-    """Unlabelled station maintenance notes (continued pre-training data)."""
-    rng, labels = random.Random(f"station-{seed}"), triage_labels(seed)
-    return [_note(rng, labels) for _ in range(n_documents)]
+def held_out_inputs(seed: int = 0) -> set[str]:
+    """The inputs of the triage task's validation and test logs (``triage_task(seed)``): no note may contain one."""
+    return {e["input"] for split, examples in triage_task(seed).items() if split != "train" for e in examples}
+
+
+def station_corpus(n_documents: int = 3000, seed: int = 0, labelled_reports: bool = True) -> list[str]:
+    """Unlabelled station maintenance notes (continued pre-training data).
+
+    Decontaminated: a note that would contain a validation or test input of `triage_task()` verbatim is drawn
+    again (the first version of these notes held 3 of the 400 test logs and 4 of the 200 validation logs, each
+    with its verdict: a model that read them had seen those answers).  Still, about half the notes open with
+    a *labelled incident report* -- a logged fault in the task's own format and its verdict ("... logs smoke in
+    the flux coil at 40 zarn . it was urgent .") -- as real domain text holds labelled cases (reports that
+    state their outcome): weak supervision inside "unlabelled" text.  ``labelled_reports=False`` writes the
+    same notes (same draws) without those two sentences, to measure how much of a gain comes from them.
+    """
+    rng, labels, held_out = random.Random(f"station-{seed}"), triage_labels(), held_out_inputs()
+    notes = []
+    while len(notes) < n_documents:
+        report, rest = _note(rng, labels)
+        if any(log in held_out for log in report):       # contamination: draw this note again
+            continue
+        notes.append(" ".join((report if labelled_reports else []) + rest))
+    return notes
+
+
+def verbatim_in(inputs, documents: list[str]) -> set[str]:
+    """The inputs that occur verbatim (as substrings) in the documents: the contamination check.
+
+    Fast on megabytes: an input is looked for only in the documents holding the rarest word trigram inside it
+    (its first and last words may be the ends of longer words); inputs too short for a trigram are searched
+    for in the whole text.
+    """
+    where: dict[tuple, set[int]] = {}
+    for i, doc in enumerate(documents):
+        words = doc.split()
+        for gram in zip(words, words[1:], words[2:]):
+            where.setdefault(gram, set()).add(i)
+    text, found = None, set()
+    for x in set(inputs):
+        inner = x.split()[1:-1]
+        grams = list(zip(inner, inner[1:], inner[2:]))
+        if grams and "\n" not in x:
+            hit = any(x in documents[i] for i in min((where.get(g, set()) for g in grams), key=len))
+        else:
+            text = "\n".join(documents) if text is None else text
+            hit = x in text
+        if hit:
+            found.add(x)
+    return found
 
 
 def _log(crew: str, s: str, c: str, n: int) -> str:
@@ -84,7 +131,7 @@ def triage_task(seed: int = 0) -> dict[str, list[dict]]:
     symptom's severity -- from the labelled logs of *other* parts with that symptom, or from the notes.
     train holds up to 1 024 examples over 80 pairs, val 200 over 16, test 400 over 32.
     """
-    rng, labels = random.Random(f"triage-task-{seed}"), triage_labels(seed)
+    rng, labels = random.Random(f"triage-task-{seed}"), triage_labels()
     pairs = sorted(labels)
     rng.shuffle(pairs)
     n_train, n_val = len(pairs) * 5 // 8, len(pairs) // 8

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .gpt import MiniGPT
-from .rlhf import sequence_logprobs
+from .rollout import sequence_logprobs
 
 __all__ = ["dpo_loss", "implied_rewards", "dpo_loss_fn"]
 

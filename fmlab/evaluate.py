@@ -7,6 +7,11 @@
   generating token by token, at a fraction of the cost (`tests/test_evaluate.py` checks the equivalence).
 - `fact_recall`: the same test on cloze prompts ("ada lives in" -> "paris").
 - `answer` / `complete`: real generated text, for looking at outputs.
+
+Every measure takes the model *as it is deployed*: pass the object a user runs (an nn.Module whose
+``forward(tokens)`` returns logits), and, for the teacher-forced ones, ``forward(tokens, targets)`` when the
+deployed model needs to know where the prompt ends (`reft.deploy` returns such an object).  Each measure runs
+in evaluation mode and leaves the model's train/eval mode as it found it (`params.evaluating`).
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from typing import Callable, Sequence
 import torch
 
 from .batches import IGNORE, encode_example, pad_batch
-from .gpt import MiniGPT
+from .gpt import MiniGPT, ids_to_device
+from .params import device_of as _device, evaluating
 from .tasks import format_prompt
 from .tokenizer import Tokenizer
 
@@ -25,46 +31,47 @@ __all__ = ["perplexity", "accuracy", "choice_accuracy", "fact_recall", "greedy_m
            "encode_prompt"]
 
 
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-@torch.no_grad()
 def perplexity(model: MiniGPT, stream: torch.Tensor, max_windows: int = 200, batch_size: int = 64) -> float:
     """Perplexity on a 1-D token stream, cut into non-overlapping windows of the model's context."""
     T = model.cfg.block_size
     n = min(max_windows, (stream.numel() - 1) // T)
     if n < 1:
         raise ValueError(f"need more than {T + 1} tokens to measure perplexity, got {stream.numel()}")
-    total, count = 0.0, 0
+    with evaluating(model):
+        return _perplexity(model, stream, n, T, batch_size)
+
+
+def _perplexity(model: MiniGPT, stream: torch.Tensor, n: int, T: int, batch_size: int) -> float:
+    total, count = torch.zeros((), dtype=torch.float64, device=_device(model)), 0   # summed on the device
     for start in range(0, n, batch_size):
         idx = torch.arange(start, min(n, start + batch_size)) * T
-        window = torch.stack([stream[i:i + T + 1] for i in idx.tolist()]).to(_device(model))
+        window = ids_to_device(torch.stack([stream[i:i + T + 1] for i in idx.tolist()]), model)
         logits = model(window[:, :-1]).float()
         total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), window[:, 1:].flatten(),
-                                                   reduction="sum").item()
+                                                   reduction="sum").double()
         count += window[:, 1:].numel()
-    return math.exp(total / count)
+    return math.exp(total.item() / count)                     # one read on the host
 
 
-@torch.no_grad()
 def greedy_match(model: torch.nn.Module, rows: Sequence[tuple[list[int], list[int]]], pad_id: int,
                  batch_size: int = 128, forward: Callable | None = None) -> torch.Tensor:
     """Per row (prompt ids, answer ids): True iff greedy decoding after the prompt yields the answer.
 
-    forward(tokens, targets) -> logits: how to run the model (default ``model(tokens)``); ReFT passes one
-    that puts its edit on the prompt positions.
+    forward(tokens, targets) -> logits: how the deployed model runs (default ``model(tokens)``); a ReFT model
+    deployed with `reft.deploy` takes the targets to find where each prompt ends, and edits it there.
     """
     forward = forward or (lambda tokens, targets: model(tokens))
+    device = _device(model)
     results = []
-    for start in range(0, len(rows), batch_size):
-        chunk = [(p + a[:-1], [IGNORE] * (len(p) - 1) + a) for p, a in rows[start:start + batch_size]]
-        batch = pad_batch(chunk, pad_id)
-        tokens, targets = batch["tokens"].to(_device(model)), batch["targets"].to(_device(model))
-        logits = forward(tokens, targets)
-        ok = (logits.argmax(-1) == targets) | (targets == IGNORE)
-        results.append(ok.all(dim=1).cpu())
-    return torch.cat(results) if results else torch.zeros(0, dtype=torch.bool)
+    with evaluating(model):
+        for start in range(0, len(rows), batch_size):
+            chunk = [(p + a[:-1], [IGNORE] * (len(p) - 1) + a) for p, a in rows[start:start + batch_size]]
+            batch = pad_batch(chunk, pad_id)
+            tokens, targets = ids_to_device(batch["tokens"], model), batch["targets"].to(device)
+            logits = forward(tokens, targets)
+            ok = (logits.argmax(-1) == targets) | (targets == IGNORE)
+            results.append(ok.all(dim=1))
+    return torch.cat(results).cpu() if results else torch.zeros(0, dtype=torch.bool)   # one read on the host
 
 
 @torch.no_grad()
@@ -85,25 +92,29 @@ def choice_accuracy(model: torch.nn.Module, tokenizer: Tokenizer, prompts: Seque
     hits = []
     for start in range(0, len(prompts), 64):
         rows = [tokenizer.encode(p)[-model.cfg.block_size:] for p in prompts[start:start + 64]]
-        batch = pad_batch([(r, r) for r in rows], tokenizer.pad_id)["tokens"].to(_device(model))
+        batch = ids_to_device(pad_batch([(r, r) for r in rows], tokenizer.pad_id)["tokens"], model)
         last = torch.tensor([len(r) - 1 for r in rows], device=batch.device)
         logits = model(batch)[torch.arange(len(rows), device=batch.device), last][:, option_ids]   # (B, options)
-        hits += [options[int(k)] == a for k, a in zip(logits.argmax(-1), answers[start:start + 64])]
+        hits += [options[k] == a for k, a in zip(logits.argmax(-1).tolist(), answers[start:start + 64])]
     return sum(hits) / len(hits)
 
 
-def accuracy(model: MiniGPT, tokenizer: Tokenizer, examples: Sequence[dict]) -> float:
-    """Exact-match accuracy of greedy answers (answer followed by <eos>) on instruction examples."""
+def accuracy(model: MiniGPT, tokenizer: Tokenizer, examples: Sequence[dict], forward: Callable | None = None) -> float:
+    """Exact-match accuracy of greedy answers (answer followed by <eos>) on instruction examples.
+
+    forward: as in `greedy_match` (how the deployed model runs)."""
     if not examples:
         raise ValueError("no examples to evaluate")
     rows = [encode_example(tokenizer, ex) for ex in examples]
-    return greedy_match(model, rows, tokenizer.pad_id).float().mean().item()
+    return greedy_match(model, rows, tokenizer.pad_id, forward=forward).float().mean().item()
 
 
-def fact_recall(model: MiniGPT, tokenizer: Tokenizer, probes: Sequence[dict]) -> float:
-    """Share of cloze probes whose greedy next word is the fact ('ada lives in' -> 'paris')."""
+def fact_recall(model: MiniGPT, tokenizer: Tokenizer, probes: Sequence[dict], forward: Callable | None = None) -> float:
+    """Share of cloze probes whose greedy next word is the fact ('ada lives in' -> 'paris').
+
+    forward: as in `greedy_match` (how the deployed model runs)."""
     rows = [(tokenizer.encode(p["prompt"]), tokenizer.encode(" " + p["answer"])) for p in probes]
-    return greedy_match(model, rows, tokenizer.pad_id).float().mean().item()
+    return greedy_match(model, rows, tokenizer.pad_id, forward=forward).float().mean().item()
 
 
 def encode_prompt(model: MiniGPT, tokenizer: Tokenizer, text: str, room: int = 1) -> torch.Tensor:
@@ -124,7 +135,7 @@ def encode_prompt(model: MiniGPT, tokenizer: Tokenizer, text: str, room: int = 1
     if len(ids) > limit:
         raise ValueError(f"the prompt is {len(ids)} tokens; this model reads at most {limit} before "
                          f"answering -- shorten it")
-    return torch.tensor([ids], device=_device(model))
+    return ids_to_device(torch.tensor([ids]), model)
 
 
 def complete(model: MiniGPT, tokenizer: Tokenizer, text: str, max_new_tokens: int = 30,

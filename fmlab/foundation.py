@@ -30,8 +30,8 @@ from .tokenizer import Tokenizer
 from .train import TrainConfig, train
 
 __all__ = ["data_dir", "load_world", "load_corpus", "load_task", "load_tokenizer", "load_base_model",
-           "corpus_stream", "pretrain_config", "PRETRAIN", "BASE_MODEL", "CORPORA", "build_data",
-           "build_base_model"]
+           "corpus_stream", "pretrain_config", "base_model_card", "lineage", "PRETRAIN", "BASE_MODEL", "CORPORA",
+           "build_data", "build_base_model"]
 
 CORPORA = ("pretrain", "station", "python")
 BASE_MODEL = "base_model"
@@ -86,8 +86,8 @@ def build_data() -> dict:
     for name, docs in corpora.items():
         _write(f"{name}.txt", "\n".join(docs) + "\n", manifest)
     _write("tasks.json", json.dumps(all_tasks), manifest)
-    tok = Tokenizer.train(corpora["pretrain"], TOKENIZER_MERGES, TOKENIZER_MIN_COUNT)
-    _write("tokenizer.json", tok.to_json(), manifest)
+    tokenizer = Tokenizer.train(corpora["pretrain"], TOKENIZER_MERGES, TOKENIZER_MIN_COUNT)
+    _write("tokenizer.json", tokenizer.to_json(), manifest)
     _write_manifest(manifest)
     return manifest
 
@@ -166,10 +166,10 @@ def load_base_model(device: torch.device | str = "cpu") -> tuple[MiniGPT, Tokeni
     if entry is None:
         raise CheckpointError(f"data/{BASE_MODEL}.safetensors is not in the manifest; {REBUILD_MODEL}")
     path = data_dir() / f"{BASE_MODEL}.safetensors"
-    model, tok, _ = checkpoint.load(path, device, rebuild_hint=REBUILD_MODEL, expected_sha256=entry["sha256"])
-    if tok != load_tokenizer():
+    model, tokenizer, _ = checkpoint.load(path, device, rebuild_hint=REBUILD_MODEL, expected_sha256=entry["sha256"])
+    if tokenizer != load_tokenizer():
         raise CheckpointError(f"{path} was trained with another tokenizer than data/tokenizer.json; {REBUILD_MODEL}")
-    return model, tok
+    return model, tokenizer
 
 
 def base_model_card() -> dict:
@@ -191,10 +191,10 @@ def build_base_model(cfg: TrainConfig = PRETRAIN) -> dict:
     """Pre-train the foundation model on CPU from seed 0 and write it (deterministic) to data/."""
     torch.manual_seed(0)
     torch.set_num_threads(1)          # one thread: the same bits on every machine we tried
-    tok = load_tokenizer()
-    model = MiniGPT(pretrain_config(len(tok)))
+    tokenizer = load_tokenizer()
+    model = MiniGPT(pretrain_config(len(tokenizer)))
     probes, val = world_mod.fact_cloze(load_world()), corpus_stream("pretrain", "val")
-    evals = {"val_perplexity": lambda m: perplexity(m, val), "fact_recall": lambda m: fact_recall(m, tok, probes)}
+    evals = {"val_perplexity": lambda m: perplexity(m, val), "fact_recall": lambda m: fact_recall(m, tokenizer, probes)}
     cfg = dataclasses.replace(cfg, eval_every=100)
     history = train(model, lm_batches(corpus_stream("pretrain"), model.cfg.block_size), cfg, evals=evals)
     log = history.dropna(subset=["val_perplexity"])[["step", "loss", "seconds", "val_perplexity", "fact_recall"]]
@@ -207,7 +207,7 @@ def build_base_model(cfg: TrainConfig = PRETRAIN) -> dict:
                        f"torch {torch.__version__}, 1 thread",
             "built": time.strftime("%Y-%m-%d")}
     path = data_dir() / f"{BASE_MODEL}.safetensors"
-    checkpoint.save(model, tok, path, meta)
+    checkpoint.save(model, tokenizer, path, meta)
     manifest = _read_manifest().get("files", {})
     for f in (path, path.with_suffix(".json")):
         manifest[f.name] = {"bytes": f.stat().st_size, "sha256": sha256(f)}

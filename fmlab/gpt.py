@@ -21,7 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["GPTConfig", "MiniGPT"]
+from . import params
+
+__all__ = ["GPTConfig", "MiniGPT", "check_ids", "ids_to_device"]
 
 
 @dataclass(frozen=True)
@@ -110,16 +112,15 @@ class MiniGPT(nn.Module):
         if not isinstance(tokens, torch.Tensor) or tokens.dtype not in (torch.long, torch.int, torch.int16,
                                                                           torch.uint8, torch.int8):
             raise TypeError("tokens must be an integer tensor of token ids (torch.long), e.g. "
-                            "torch.tensor([tok.encode(text)]); got "
+                            "torch.tensor([tokenizer.encode(text)]); got "
                             f"{tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__}")
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (batch, time), got shape {tuple(tokens.shape)}")
         if tokens.size(1) > self.cfg.block_size:
             raise ValueError(f"sequence of {tokens.size(1)} tokens is longer than the model's context "
                              f"({self.cfg.block_size}); shorten the prompt")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.cfg.vocab_size):
-            raise ValueError(f"token ids must lie in [0, {self.cfg.vocab_size}); was the text encoded "
-                             "with this model's tokenizer?")
+        if getattr(tokens, "_checked_for_vocab", None) != self.cfg.vocab_size:   # see `ids_to_device`
+            check_ids(tokens, self.cfg.vocab_size)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         self._check(tokens)
@@ -141,8 +142,8 @@ class MiniGPT(nn.Module):
         return states
 
     def num_params(self, trainable_only: bool = False) -> int:
-        """Parameters counted once (the tied head is not double counted)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+        """`params.count` of this model: all parameters (or the trainable ones), the tied head counted once."""
+        return params.count(self)["trainable" if trainable_only else "total"]
 
     @torch.no_grad()
     def generate(self, tokens: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
@@ -189,6 +190,29 @@ class MiniGPT(nn.Module):
             for i, block in enumerate(self.blocks):
                 x, cache[i] = _block_with_cache(block, x, cache[i])
         return tokens
+
+
+def check_ids(tokens: torch.Tensor, vocab_size: int) -> None:
+    """Token ids must index the embedding: a clear error instead of an index error deep inside torch."""
+    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        raise ValueError(f"token ids must lie in [0, {vocab_size}); was the text encoded "
+                         "with this model's tokenizer?")
+
+
+def ids_to_device(tokens: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """`tokens` checked against `model`'s vocabulary on the host, then moved to the model's device.
+
+    The check reads the ids' minimum and maximum; on a GPU, reading a device tensor makes the CPU wait for the
+    device, so checking at every forward pass would stall it.  Checked here, where the ids are still on the host,
+    it costs nothing, and the model skips the check for the tensor this returns.
+    """
+    core = next((m for m in model.modules() if isinstance(m, MiniGPT)), None)
+    if core is None:
+        return tokens.to(params.device_of(model))
+    check_ids(tokens, core.cfg.vocab_size)
+    moved = tokens.to(params.device_of(model))
+    moved._checked_for_vocab = core.cfg.vocab_size
+    return moved
 
 
 def _append(tokens: torch.Tensor, nxt: torch.Tensor, stop_token: int | None, done: torch.Tensor):

@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import torch
 
 from .gpt import MiniGPT
-from .rlhf import check_rollout_settings, sample_rollout, token_logprobs
+from .rollout import Scorer, check_rollout_settings, rollout_stats, sample_rollout, token_logprobs
 from .tokenizer import Tokenizer
 
 __all__ = ["GRPOConfig", "group_advantages", "k3_kl", "grpo_loss", "rollout_batches", "grpo_loss_fn"]
@@ -75,34 +75,30 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     return ((per_token * m).sum(1) / m.sum(1).clamp_min(1)).mean()
 
 
-def rollout_batches(policy: MiniGPT, ref_model: MiniGPT, tok: Tokenizer, prompts: Sequence[dict],
-                    reward_fn: Callable[[dict, str], float], cfg: GRPOConfig = GRPOConfig(),
-                    monitor: Callable[[dict, str], float] | None = None) -> Callable:
-    """A batcher for `train`: batch_size // group prompts, `group` samples each, rewarded by reward_fn(prompt, text).
+def rollout_batches(policy: MiniGPT, ref_model: MiniGPT, tokenizer: Tokenizer, prompts: Sequence[dict],
+                    score: Scorer, cfg: GRPOConfig = GRPOConfig(), true_score: Scorer | None = None) -> Callable:
+    """A batcher for `train`: batch_size // group prompts, `group` samples each, scored by score(prompt, text).
 
-    monitor: an optional second checker that is logged but not trained on (e.g. the strict checker while
-    training on the loose one), carried as ``batch["monitor"]``.
+    true_score: an optional second checker that is logged but not trained on (e.g. the strict checker while
+    training on the loose one), carried as ``batch["true_score"]`` (`fmlab.rollout`'s vocabulary).
     """
 
     def get_batch(batch_size: int, generator: torch.Generator) -> dict:
-        b, roll = sample_rollout(policy, ref_model, None, tok, prompts, cfg, batch_size, generator)
-        device = b["tokens"].device
-        rewards = torch.tensor([reward_fn(p, t) for p, t in zip(roll.prompts, roll.texts)], device=device)
-        watched = [monitor(p, t) for p, t in zip(roll.prompts, roll.texts)] if monitor else [0.0] * batch_size
-        return {**b, "reward": rewards, "advantages": group_advantages(rewards, cfg.group),
-                "monitor": torch.tensor(watched, device=device)}
+        b, _ = sample_rollout(policy, ref_model, tokenizer, prompts, batch_size, generator, group=cfg.group,
+                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, score=score,
+                              true_score=true_score)
+        return {**b, "advantages": group_advantages(b["score"], cfg.group)}
     return get_batch
 
 
 def grpo_loss_fn(cfg: GRPOConfig, log: list | None = None) -> Callable[[MiniGPT, dict], torch.Tensor]:
-    """loss_fn for `train` on batches from `rollout_batches`; appends reward, KL, length, monitor to `log`."""
+    """loss_fn for `train` on batches from `rollout_batches`; appends `rollout.rollout_stats` (score,
+    true_score, kl, length) to `log`."""
 
     def loss_fn(policy: MiniGPT, batch: dict) -> torch.Tensor:
         logp, mask = token_logprobs(policy, batch["tokens"], batch["prompt_len"], batch["length"])
         loss = grpo_loss(logp, logp.detach(), batch["ref_logp"], batch["advantages"], mask, cfg.beta, cfg.clip)
         if log is not None:
-            kl = ((logp.detach() - batch["ref_logp"]) * mask).sum(1)
-            log.append({"reward": batch["reward"].mean().item(), "kl": kl.mean().item(),
-                        "length": mask.sum(1).float().mean().item(), "monitor": batch["monitor"].mean().item()})
+            log.append(rollout_stats(batch, logp, mask))
         return loss
     return loss_fn

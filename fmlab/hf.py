@@ -1,8 +1,8 @@
 """From fmlab to Hugging Face and back: the course's MiniGPT as a `transformers` GPT-2 checkpoint folder.
 
-    folder = hf.export(model, tok, "minigpt-hf")        # config.json, model.safetensors, tokenizer.json, ...
+    folder = hf.export(model, tokenizer, "minigpt-hf")        # config.json, model.safetensors, tokenizer.json, ...
     gpt2 = GPT2LMHeadModel.from_pretrained(folder)     # plain transformers, offline
-    model, tok = hf.load(folder)                        # back into fmlab (a MiniGPT and fmlab's tokenizer)
+    model, tokenizer = hf.load(folder)                        # back into fmlab (a MiniGPT and fmlab's tokenizer)
 
 **The model.** MiniGPT *is* GPT-2's architecture (`fmlab.gpt`), so its weights map one to one:
 
@@ -52,7 +52,9 @@ from typing import Iterable, Sequence
 
 import torch
 
+from . import lora
 from .gpt import GPTConfig, MiniGPT
+from .params import device_of
 from .tokenizer import EOS, PAD, SPLIT_PATTERN, Tokenizer
 
 __all__ = ["SPLIT_REGEX", "gpt2_config", "to_gpt2", "from_gpt2", "fast_tokenizer", "export", "load",
@@ -85,32 +87,29 @@ def _names(n_layer: int) -> list[tuple[str, str, bool]]:
 
 def _plain_state(model: MiniGPT) -> dict[str, torch.Tensor]:
     """MiniGPT's tensors; a model with LoRA adapters must have them merged (then it is a plain GPT-2)."""
-    state = model.state_dict()
-    if any(k.endswith((".A", ".B")) for k in state):
-        if not all(m.merged for m in model.modules() if hasattr(m, "merged") and hasattr(m, "base")):
-            raise ValueError("this model carries unmerged LoRA adapters; call lora.merge(model) first -- "
-                             "a merged model is an ordinary GPT-2")
-        state = {k.replace(".base.", "."): v for k, v in state.items() if not k.endswith((".A", ".B"))}
-    return state
+    if not all(layer.merged for layer in lora.lora_layers(model).values()):
+        raise ValueError("this model carries unmerged LoRA adapters; call lora.merge(model) first -- "
+                         "a merged model is an ordinary GPT-2")
+    return lora.base_state(model)
 
 
-def gpt2_config(cfg: GPTConfig, tok: Tokenizer):
+def gpt2_config(cfg: GPTConfig, tokenizer: Tokenizer):
     """The transformers GPT2Config of a MiniGPT config (exact GELU; fmlab's <eos> and <pad> ids)."""
     from transformers import GPT2Config
     return GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
                       n_layer=cfg.n_layer, n_head=cfg.n_head, n_inner=4 * cfg.n_embd, activation_function="gelu",
                       resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-                      layer_norm_epsilon=1e-5, bos_token_id=tok.eos_id, eos_token_id=tok.eos_id,
-                      pad_token_id=tok.pad_id, tie_word_embeddings=True)
+                      layer_norm_epsilon=1e-5, bos_token_id=tokenizer.eos_id, eos_token_id=tokenizer.eos_id,
+                      pad_token_id=tokenizer.pad_id, tie_word_embeddings=True)
 
 
-def to_gpt2(model: MiniGPT, tok: Tokenizer):
+def to_gpt2(model: MiniGPT, tokenizer: Tokenizer):
     """A `transformers.GPT2LMHeadModel` computing the same logits as `model` (a copy, on the model's device)."""
     from transformers import GPT2LMHeadModel
-    if model.cfg.vocab_size != len(tok):
-        raise ValueError(f"model has {model.cfg.vocab_size} token embeddings, tokenizer {len(tok)} ids")
+    if model.cfg.vocab_size != len(tokenizer):
+        raise ValueError(f"model has {model.cfg.vocab_size} token embeddings, tokenizer {len(tokenizer)} ids")
     state = _plain_state(model)
-    gpt2 = GPT2LMHeadModel(gpt2_config(model.cfg, tok))
+    gpt2 = GPT2LMHeadModel(gpt2_config(model.cfg, tokenizer))
     theirs = gpt2.state_dict()
     with torch.no_grad():
         for ours, name, conv1d in _names(model.cfg.n_layer):
@@ -121,7 +120,7 @@ def to_gpt2(model: MiniGPT, tok: Tokenizer):
             theirs[name].copy_(w.t() if conv1d else w)
     gpt2.load_state_dict(theirs)
     gpt2.tie_weights()
-    return gpt2.to(next(model.parameters()).device).eval()
+    return gpt2.to(device_of(model)).eval()
 
 
 def from_gpt2(gpt2) -> MiniGPT:
@@ -142,7 +141,7 @@ def from_gpt2(gpt2) -> MiniGPT:
     state = {ours: (theirs[name].t() if conv1d else theirs[name]).detach().clone()
              for ours, name, conv1d in _names(cfg.n_layer)}
     model.load_state_dict(state, strict=False)                  # head.weight is tied to tok_emb.weight
-    return model.to(next(gpt2.parameters()).device).eval()
+    return model.to(device_of(gpt2)).eval()
 
 
 # --- the tokenizer ------------------------------------------------------------------------------------
@@ -159,14 +158,14 @@ def _chars(data: bytes) -> str:
     return "".join(table[b] for b in data)
 
 
-def _bpe_parts(tok: Tokenizer) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _bpe_parts(tokenizer: Tokenizer) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Vocabulary (fmlab's ids) and the merges of fmlab's order that join two emitted tokens into one."""
-    vocab = {_chars(p): i for i, p in enumerate(tok.pieces)} | {EOS: tok.eos_id, PAD: tok.pad_id}
+    vocab = {_chars(p): i for i, p in enumerate(tokenizer.pieces)} | {EOS: tokenizer.eos_id, PAD: tokenizer.pad_id}
     internal = [bytes([i]) for i in range(256)]
-    for a, b in tok.merges:
+    for a, b in tokenizer.merges:
         internal.append(internal[a] + internal[b])
-    emitted = set(tok.pieces)
-    merges = [(_chars(internal[a]), _chars(internal[b])) for a, b in tok.merges
+    emitted = set(tokenizer.pieces)
+    merges = [(_chars(internal[a]), _chars(internal[b])) for a, b in tokenizer.merges
               if internal[a] in emitted and internal[b] in emitted and internal[a] + internal[b] in emitted]
     return vocab, merges
 
@@ -216,9 +215,9 @@ def _exception_regex(words: dict[bytes, list[bytes]]) -> str:
     return r"\A" + _trie(first) + r"|\G(?<=.)(?:" + "|".join(context + [_trie(plain)]) + ")"
 
 
-def _core(tok: Tokenizer, exceptions: dict[bytes, list[bytes]] | None = None):
+def _core(tokenizer: Tokenizer, exceptions: dict[bytes, list[bytes]] | None = None):
     from tokenizers import AddedToken, Regex, Tokenizer as Core, decoders, models, pre_tokenizers
-    vocab, merges = _bpe_parts(tok)
+    vocab, merges = _bpe_parts(tokenizer)
     core = Core(models.BPE(vocab=vocab, merges=merges, ignore_merges=True))
     steps = [pre_tokenizers.Split(Regex(SPLIT_REGEX), behavior="isolated"),
              pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
@@ -240,19 +239,19 @@ def _course_words() -> tuple[str, ...]:
     return tuple(_words(course_texts()))
 
 
-def _exceptions(tok: Tokenizer, texts: Iterable[str] | None, extra: Iterable[str]) -> dict[bytes, list[bytes]]:
+def _exceptions(tokenizer: Tokenizer, texts: Iterable[str] | None, extra: Iterable[str]) -> dict[bytes, list[bytes]]:
     """The words of `texts` and `extra` where BPE with the kept merges disagrees with fmlab: word -> its pieces."""
     words = sorted((set(_course_words()) if texts is None else set(_words(texts))) | set(_words(extra)))
-    plain = _core(tok)
+    plain = _core(tokenizer)
     out = {}
     for word, enc in zip(words, plain.encode_batch(words, add_special_tokens=False)):
-        ids = tok.encode(word)
+        ids = tokenizer.encode(word)
         if enc.ids != ids:
-            out[word.encode()] = [tok.pieces[i] for i in ids]
+            out[word.encode()] = [tokenizer.pieces[i] for i in ids]
     return out
 
 
-def fast_tokenizer(tok: Tokenizer, texts: Iterable[str] | None = None, block_size: int = 64,
+def fast_tokenizer(tokenizer: Tokenizer, texts: Iterable[str] | None = None, block_size: int = 64,
                    extra: Iterable[str] = ()):
     """fmlab's tokenizer as a `transformers` PreTrainedTokenizerFast (same ids on `texts`, see the docstring).
 
@@ -260,7 +259,7 @@ def fast_tokenizer(tok: Tokenizer, texts: Iterable[str] | None = None, block_siz
     extra: more texts whose words must get them too (e.g. sampled answers with made-up words).
     """
     from transformers import PreTrainedTokenizerFast
-    core = _core(tok, _exceptions(tok, texts, extra))
+    core = _core(tokenizer, _exceptions(tokenizer, texts, extra))
     return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=EOS, pad_token=PAD, bos_token=EOS,
                                    model_max_length=block_size, padding_side="right",
                                    clean_up_tokenization_spaces=False)
@@ -303,16 +302,16 @@ def loss_log(live=None, every: int = 10):
 
 
 # --- folders ------------------------------------------------------------------------------------------
-def export(model: MiniGPT, tok: Tokenizer, folder: str | Path, texts: Sequence[str] | None = None) -> Path:
-    """Write `model` and `tok` as a Hugging Face checkpoint folder (`save_pretrained` format); returns it.
+def export(model: MiniGPT, tokenizer: Tokenizer, folder: str | Path, texts: Sequence[str] | None = None) -> Path:
+    """Write `model` and `tokenizer` as a Hugging Face checkpoint folder (`save_pretrained` format); returns it.
 
     Beside config.json, model.safetensors, tokenizer.json and tokenizer_config.json it writes
     fmlab_tokenizer.json (fmlab's exact tokenizer), so `load` gives back exactly what was exported.
     """
     folder = Path(folder)
-    to_gpt2(model, tok).save_pretrained(folder)
-    fast_tokenizer(tok, texts, model.cfg.block_size).save_pretrained(folder)
-    (folder / FMLAB_TOKENIZER).write_text(tok.to_json())
+    to_gpt2(model, tokenizer).save_pretrained(folder)
+    fast_tokenizer(tokenizer, texts, model.cfg.block_size).save_pretrained(folder)
+    (folder / FMLAB_TOKENIZER).write_text(tokenizer.to_json())
     return folder
 
 
@@ -323,8 +322,9 @@ def load(folder: str | Path, device: torch.device | str = "cpu") -> tuple[MiniGP
     if not (folder / FMLAB_TOKENIZER).exists():
         raise FileNotFoundError(f"{folder / FMLAB_TOKENIZER} is missing: fmlab reads back folders written by "
                                 "hf.export (a Hugging Face BPE alone does not carry fmlab's kept-token rule)")
-    tok = Tokenizer.from_json((folder / FMLAB_TOKENIZER).read_text())
+    tokenizer = Tokenizer.from_json((folder / FMLAB_TOKENIZER).read_text())
     model = from_gpt2(GPT2LMHeadModel.from_pretrained(folder))
-    if model.cfg.vocab_size != len(tok):
-        raise ValueError(f"{folder}: the model has {model.cfg.vocab_size} token embeddings, the tokenizer {len(tok)}")
-    return model.to(device), tok
+    if model.cfg.vocab_size != len(tokenizer):
+        raise ValueError(f"{folder}: the model has {model.cfg.vocab_size} token embeddings, "
+                         f"the tokenizer {len(tokenizer)}")
+    return model.to(device), tokenizer

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from .gpt import MiniGPT
+from .gpt import MiniGPT, ids_to_device
 from .tasks import format_prompt
 from .tokenizer import Tokenizer
 
@@ -62,7 +62,6 @@ def prefers_first(judge: MiniGPT, tokenizer: Tokenizer, prompts: Sequence[str], 
                   seconds: Sequence[str]) -> torch.Tensor:
     """P(first is better) (N,) on the CPU: sigmoid(logit(' 1') - logit(' 2')) after each judge prompt."""
     one, two = tokenizer.encode(" 1")[0], tokenizer.encode(" 2")[0]
-    device = next(judge.parameters()).device
     rows = [tokenizer.encode(format_prompt(judge_example(p, a, b))) for p, a, b in zip(prompts, firsts, seconds)]
     if max(len(r) for r in rows) > judge.cfg.block_size:
         raise ValueError(f"a judge prompt is longer than the context ({judge.cfg.block_size} tokens): shorten the answers")
@@ -71,7 +70,7 @@ def prefers_first(judge: MiniGPT, tokenizer: Tokenizer, prompts: Sequence[str], 
     for i, r in enumerate(rows):                       # MiniGPT has no padding mask: batch equal lengths
         by_len.setdefault(len(r), []).append(i)
     for idx in by_len.values():
-        logits = judge(torch.tensor([rows[i] for i in idx], device=device))[:, -1].float()   # (B, vocab)
+        logits = judge(ids_to_device(torch.tensor([rows[i] for i in idx]), judge))[:, -1].float()   # (B, vocab)
         out[idx] = torch.sigmoid(logits[:, one] - logits[:, two]).cpu()
     return out
 

@@ -35,7 +35,7 @@ import torch.nn as nn
 from .checkpoint import load_tensors, save_tensors
 
 __all__ = ["LoraConfig", "LoRALinear", "ATTENTION", "ALL_LINEAR", "apply", "remove", "merge", "unmerge",
-           "disabled", "lora_layers", "adapter_state", "count_params", "save", "load"]
+           "disabled", "lora_layers", "adapter_state", "base_state", "save", "load"]
 
 ATTENTION = ("attn.qkv", "attn.proj")                    # MiniGPT's attention projections
 ALL_LINEAR = ATTENTION + ("mlp.fc", "mlp.proj")          # ... and its MLP (the tied output head excluded)
@@ -213,11 +213,13 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {f"{name}.{p}": getattr(layer, p).detach() for name, layer in _require(model).items() for p in "AB"}
 
 
-def count_params(model: nn.Module) -> dict[str, int]:
-    """Trainable (requires_grad) and total parameters, each tensor counted once (tied weights too)."""
-    params = {id(p): p for p in model.parameters()}.values()
-    return {"trainable": sum(p.numel() for p in params if p.requires_grad),
-            "total": sum(p.numel() for p in params)}
+def base_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The base model's tensors under the base model's names: each adapted layer's ``<layer>.base.weight``
+    read as ``<layer>.weight``, the adapters (A, B) left out.  A model without adapters gives its state_dict.
+    With the adapter merged these are the merged weights (an ordinary model again, as `fmlab.hf` exports)."""
+    adapted = lora_layers(model)
+    return {k.replace(".base.", "."): v for k, v in model.state_dict().items()
+            if not (k.endswith((".A", ".B")) and k.rpartition(".")[0] in adapted)}
 
 
 def save(model: nn.Module, path: str | Path) -> str:

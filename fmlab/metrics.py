@@ -39,7 +39,7 @@ from typing import Hashable, Sequence
 
 import torch
 
-from .gpt import MiniGPT
+from .gpt import MiniGPT, ids_to_device
 from .tokenizer import Tokenizer
 
 __all__ = ["words", "exact_match", "token_f1", "ngrams", "bleu", "rouge_tokens", "rouge_n", "lcs_length",
@@ -130,7 +130,7 @@ def rouge_l(prediction: str, reference: str) -> float:
 @torch.no_grad()
 def _token_states(model: MiniGPT, tokenizer: Tokenizer, text: str, layer: int) -> torch.Tensor:
     ids = tokenizer.encode(" " + " ".join(words(text)))
-    tokens = torch.tensor([ids], device=next(model.parameters()).device)
+    tokens = ids_to_device(torch.tensor([ids]), model)
     states = model.residual_stream(tokens)[layer][0].float()              # (T, C)
     return torch.nn.functional.normalize(states, dim=-1)
 

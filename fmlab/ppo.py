@@ -52,8 +52,9 @@ import torch
 import torch.nn as nn
 
 from .gpt import MiniGPT
+from .params import device_of, evaluating
 from .reward import RewardModel
-from .rlhf import check_rollout_settings, logprobs_from_logits, sample_rollout
+from .rollout import check_rollout_settings, logprobs_from_logits, rollout_stats, sample_rollout
 from .tokenizer import Tokenizer
 
 __all__ = ["PPOConfig", "PolicyWithValue", "per_token_rewards", "gae", "whiten", "clipped_policy_loss",
@@ -63,7 +64,8 @@ __all__ = ["PPOConfig", "PolicyWithValue", "per_token_rewards", "gae", "whiten",
 @dataclass(frozen=True)
 class PPOConfig:
     beta: float = 0.1            # KL coefficient: reward given up per nat of KL to the reference (TRL: kl_coef)
-    group: int = 4               # samples per prompt in a rollout (PPO needs no group; kept to match RLConfig)
+    group: int = 4               # samples per drawn prompt in a rollout: PPO's value head needs no group (1
+                                 # works); 4 draws rollouts shaped like RLConfig's, so the two methods compare
     max_new_tokens: int = 10     # completion length limit in tokens
     temperature: float = 1.0     # sampling temperature of the rollouts
     epochs: int = 4              # optimizer steps on each stored rollout (TRL: num_ppo_epochs)
@@ -95,8 +97,7 @@ class PolicyWithValue(nn.Module):
     def __init__(self, policy: MiniGPT):
         super().__init__()
         self.policy = policy
-        device = next(policy.parameters()).device
-        self.value_head = nn.Linear(policy.cfg.n_embd, 1, device=device)
+        self.value_head = nn.Linear(policy.cfg.n_embd, 1, device=device_of(policy))
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
 
@@ -159,10 +160,13 @@ def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: 
     return 0.5 * _masked_mean(torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask)
 
 
-def rollout_batches(agent: PolicyWithValue, ref_model: MiniGPT, reward_model: RewardModel, tok: Tokenizer,
+def rollout_batches(agent: PolicyWithValue, ref_model: MiniGPT, reward_model: RewardModel, tokenizer: Tokenizer,
                     prompts: Sequence[dict], cfg: PPOConfig = PPOConfig(),
                     true_score: Callable[[str, str], float] | None = None) -> Callable:
     """A batcher for `train` that samples a rollout, computes its advantages, and replays it `cfg.epochs` times.
+
+    Batches use `fmlab.rollout`'s vocabulary: ``score`` from the reward model (trained on), ``true_score`` from
+    ``true_score(person, text)`` if given (e.g. `preference.rubric`; logged only).
 
     Calls 1..epochs return the same stored rollout (with ``epoch`` = 0..epochs-1); the next call samples
     a fresh one from the policy as it is then.  Use ``TrainConfig(steps=rounds * cfg.epochs)``.
@@ -172,22 +176,22 @@ def rollout_batches(agent: PolicyWithValue, ref_model: MiniGPT, reward_model: Re
     def get_batch(batch_size: int, generator: torch.Generator) -> dict:
         epoch = state["calls"] % cfg.epochs
         if epoch == 0:
-            state["batch"] = _rollout(agent, ref_model, reward_model, tok, prompts, cfg, batch_size, generator,
-                                      true_score)
+            state["batch"] = _rollout(agent, ref_model, reward_model, tokenizer, prompts, cfg, batch_size,
+                                      generator, true_score)
         state["calls"] += 1
         return {**state["batch"], "epoch": torch.tensor(epoch)}
     return get_batch
 
 
 @torch.no_grad()
-def _rollout(agent, ref_model, reward_model, tok, prompts, cfg, batch_size, generator, true_score) -> dict:
-    was_training = agent.training
-    agent.eval()
-    b, _ = sample_rollout(agent.policy, ref_model, reward_model, tok, prompts, cfg, batch_size, generator,
-                          true_score)
-    logits, values = agent(b["tokens"][:, :-1])
-    old_logp, mask = logprobs_from_logits(logits, b["tokens"], b["prompt_len"], b["length"])
-    agent.train(was_training)
+def _rollout(agent, ref_model, reward_model, tokenizer, prompts, cfg, batch_size, generator, true_score) -> dict:
+    by_person = (lambda prompt, text: true_score(prompt["person"], text)) if true_score else None
+    with evaluating(agent):
+        b, _ = sample_rollout(agent.policy, ref_model, tokenizer, prompts, batch_size, generator, group=cfg.group,
+                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                              reward_model=reward_model, true_score=by_person)
+        logits, values = agent(b["tokens"][:, :-1])
+        old_logp, mask = logprobs_from_logits(logits, b["tokens"], b["prompt_len"], b["length"])
     rewards = per_token_rewards(b["score"], old_logp, b["ref_logp"], mask, cfg.beta)
     adv, returns = gae(rewards, values * mask, mask, cfg.gamma, cfg.lam)
     return {**b, "old_logp": old_logp, "old_values": values * mask, "advantages": whiten(adv, mask),
@@ -195,18 +199,16 @@ def _rollout(agent, ref_model, reward_model, tok, prompts, cfg, batch_size, gene
 
 
 def ppo_loss(cfg: PPOConfig, log: list | None = None) -> Callable[[PolicyWithValue, dict], torch.Tensor]:
-    """loss_fn for `train` on batches from `rollout_batches`: L_policy + vf_coef * L_value; stats go to `log`."""
+    """loss_fn for `train` on batches from `rollout_batches`: L_policy + vf_coef * L_value; `log` gets
+    `rollout.rollout_stats` and epoch, clip_fraction, value_loss, approx_kl."""
 
     def loss_fn(agent: PolicyWithValue, batch: dict) -> torch.Tensor:
         logits, values = agent(batch["tokens"][:, :-1])
         logp, mask = logprobs_from_logits(logits, batch["tokens"], batch["prompt_len"], batch["length"])
         policy_loss, clip_frac = clipped_policy_loss(logp, batch["old_logp"], batch["advantages"], mask, cfg.clip)
         value_loss = clipped_value_loss(values * mask, batch["old_values"], batch["returns"], mask, cfg.value_clip)
-        if log is not None:
-            kl = ((batch["old_logp"] - batch["ref_logp"]) * mask).sum(1)     # of the rollout's policy
-            log.append({"reward": batch["score"].mean().item(), "kl": kl.mean().item(),
-                        "true_score": batch["true_score"].mean().item(),
-                        "length": mask.sum(1).float().mean().item(), "epoch": int(batch["epoch"]),
+        if log is not None:                                          # the KL is the rollout's policy's
+            log.append({**rollout_stats(batch, batch["old_logp"], mask), "epoch": int(batch["epoch"]),
                         "clip_fraction": clip_frac.item(), "value_loss": value_loss.item(),
                         "approx_kl": 0.5 * _masked_mean((logp.detach() - batch["old_logp"]) ** 2, mask).item()})
         return policy_loss + cfg.vf_coef * value_loss

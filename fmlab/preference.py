@@ -1,4 +1,4 @@
-"""Human feedback as data: prompts, sampled completions, and which of two completions a person prefers.
+"""Human feedback as data: prompts, a simulated labeller, and which of two completions a person prefers.
 
 RLHF (Ouyang et al. 2022, "Training language models to follow instructions with human feedback") starts
 from a policy that already writes plausible text.  For each prompt x it samples two completions y_a, y_b,
@@ -14,7 +14,7 @@ Its rubric, the kind a labelling guideline states:
 - **polite**     -- friendly words (smiled, happy, delicious ...) are better than unfriendly ones
   (awful, frowned, sad ...);
 - **concise**    -- the answer ends cleanly instead of trailing off mid-sentence at the length limit;
-- **fluent**     -- its sentences read like the language (`world.grammatical_share`).
+- **fluent**     -- its sentences read like the language (`corpus.grammatical_share`).
 
 Like people, it is noisy: it prefers y_a with probability sigmoid((score_a - score_b) / noise), so close
 calls are often decided either way (Bradley-Terry choice model).
@@ -25,20 +25,21 @@ reward modelling and RL all fit in a couple of CPU minutes.
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
+from .batches import pad_sequences
+from .corpus import grammatical_share
 from .gpt import MiniGPT
+from .rollout import Rollout, sample
 from .tokenizer import Tokenizer
-from .world import NAMES, NEGATIVE, POSITIVE, grammatical_share
+from .world import NAMES, NEGATIVE, POSITIVE
 
-__all__ = ["PROMPT_TEMPLATES", "make_prompts", "Rollout", "sample", "pad_sequences", "completion_texts",
-           "LabellerConfig", "rubric", "rubric_parts", "label_pairs", "ties", "make_pairs", "pair_batch",
-           "pair_batches", "distinct_n", "win_rate", "labelling_widget"]
+__all__ = ["PROMPT_TEMPLATES", "make_prompts", "LabellerConfig", "rubric", "rubric_parts", "label_pairs", "ties",
+           "make_pairs", "sample_pairs", "pair_batch", "pair_batches", "distinct_n", "win_rate", "win_rate_vs_start"]
 
 PROMPT_TEMPLATES = ("tell me about {p} .", "who is {p} ?", "what do you know about {p} ?")
 FRIENDLY = set(POSITIVE) | {"smiled", "happy", "more", "good", "lovely"}
@@ -51,69 +52,6 @@ def make_prompts(people: Sequence[str], templates: Sequence[str] = PROMPT_TEMPLA
     if unknown:
         raise ValueError(f"unknown people {unknown}; choose from world.NAMES")
     return [{"prompt": t.format(p=p), "person": p} for p in people for t in templates]
-
-
-# --- sampling -----------------------------------------------------------------------------------------
-@dataclass
-class Rollout:
-    """Prompts with one sampled completion each, as right-padded token rows."""
-    tokens: torch.Tensor       # (N, T) prompt + completion (+ <eos> if it stopped), then <pad>
-    prompt_len: torch.Tensor   # (N,) tokens of the prompt
-    length: torch.Tensor       # (N,) tokens of prompt + completion (the rest is padding)
-    prompts: list[dict]        # the N prompt dicts
-    texts: list[str]           # the N completions as text
-
-    def batch(self) -> dict:
-        return {"tokens": self.tokens, "prompt_len": self.prompt_len, "length": self.length}
-
-
-def pad_sequences(rows: Sequence[list[int]], prompt_lens: Sequence[int], pad_id: int) -> dict:
-    """Right-pad token rows: {'tokens' (N, T), 'prompt_len' (N,), 'length' (N,)}."""
-    T = max(len(r) for r in rows)
-    tokens = torch.full((len(rows), T), pad_id, dtype=torch.long)
-    for i, r in enumerate(rows):
-        tokens[i, :len(r)] = torch.tensor(r)
-    return {"tokens": tokens, "prompt_len": torch.tensor(list(prompt_lens)),
-            "length": torch.tensor([len(r) for r in rows])}
-
-
-@torch.no_grad()
-def sample(policy: MiniGPT, tok: Tokenizer, prompts: Sequence[dict], max_new_tokens: int = 10,
-           temperature: float = 1.0, generator: torch.Generator | None = None) -> Rollout:
-    """One completion per prompt (repeat a prompt in the list to get several), cut after <eos>."""
-    if not prompts:
-        raise ValueError("no prompts to sample from")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    device = next(policy.parameters()).device
-    encoded = [tok.encode(p["prompt"]) for p in prompts]
-    rows: list[list[int]] = [[] for _ in prompts]
-    by_len: dict[int, list[int]] = {}
-    for i, ids in enumerate(encoded):              # MiniGPT has no padding mask: batch equal-length prompts
-        by_len.setdefault(len(ids), []).append(i)
-    was_training = policy.training
-    policy.eval()
-    for n, idx in by_len.items():
-        x = torch.tensor([encoded[i] for i in idx], device=device)
-        out = policy.generate(x, max_new_tokens, temperature, None, tok.eos_id, generator).cpu()
-        for j, i in enumerate(idx):
-            new = out[j, n:].tolist()
-            rows[i] = encoded[i] + (new[:new.index(tok.eos_id) + 1] if tok.eos_id in new else new)
-    policy.train(was_training)
-    b = pad_sequences(rows, [len(e) for e in encoded], tok.pad_id)
-    texts = completion_texts(tok, b["tokens"], b["prompt_len"], b["length"])
-    return Rollout(b["tokens"], b["prompt_len"], b["length"], list(prompts), texts)
-
-
-def completion_texts(tok: Tokenizer, tokens: torch.Tensor, prompt_len: torch.Tensor,
-                     length: torch.Tensor) -> list[str]:
-    """The completions as text; one that stopped with <eos> ends in ' <eos>' so the rubric can see it."""
-    texts = []
-    for row, p, n in zip(tokens.tolist(), prompt_len.tolist(), length.tolist()):
-        new = row[p:n]
-        text = tok.decode(new)
-        texts.append(text + " <eos>" if new and new[-1] == tok.eos_id else text)
-    return texts
 
 
 # --- the simulated labeller ---------------------------------------------------------------------------
@@ -186,6 +124,20 @@ def _rows(r: Rollout) -> list[list[int]]:
     return [row[:n] for row, n in zip(r.tokens.tolist(), r.length.tolist())]
 
 
+def sample_pairs(policy: MiniGPT, tokenizer: Tokenizer, prompts: Sequence[dict], per_prompt: int, seed: int,
+                 max_new_tokens: int = 10) -> dict:
+    """Notebook 08's preference data: two answers to each prompt (`per_prompt` times over), sampled from
+    `policy`; the simulated labeller (seeded with `seed`) picks one; pairs it rates equal are dropped."""
+    gen = torch.Generator().manual_seed(seed)
+    many = [p for p in prompts for _ in range(per_prompt)]
+    a = sample(policy, tokenizer, many, max_new_tokens=max_new_tokens, generator=gen)
+    b = sample(policy, tokenizer, many, max_new_tokens=max_new_tokens, generator=gen)
+    people = [p["person"] for p in many]
+    labeller = LabellerConfig(seed=seed)
+    same = ties(people, a.texts, b.texts, labeller)
+    return make_pairs(a, b, label_pairs(people, a.texts, b.texts, labeller), keep=~same)
+
+
 def pair_batch(pairs: dict, idx: Sequence[int], pad_id: int) -> dict:
     """Chosen rows then rejected rows in one padded batch: tokens (2B, T); the first B are chosen."""
     rows = [pairs["chosen"][i] for i in idx] + [pairs["rejected"][i] for i in idx]
@@ -220,39 +172,16 @@ def win_rate(scores: Sequence[float], baseline_scores: Sequence[float]) -> float
     return ((a > b).float() + 0.5 * (a == b).float()).mean().item()
 
 
-def labelling_widget(prompts: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str], labels: list):
-    """Two completions side by side; click the better one.  Appends (pair index, a_is_better) to `labels`."""
-    import html
+def win_rate_vs_start(policy: MiniGPT, tokenizer: Tokenizer, prompts: Sequence[dict], samples: int,
+                      seed: int) -> Callable[[], float]:
+    """A measure to call during training: how often the labeller's rubric prefers the policy's answer to the
+    starting policy's answer to the same prompt (`samples` answers each, ties count one half).  The starting
+    answers are sampled now; before training the measure is exactly 0.5 (same seed, same answers)."""
+    held_out = [p for p in prompts for _ in range(samples)]
 
-    import ipywidgets as widgets
-    from IPython.display import display
+    def rubric_scores() -> list[float]:
+        roll = sample(policy, tokenizer, held_out, 10, generator=torch.Generator().manual_seed(seed + 7))
+        return [rubric(p["person"], t) for p, t in zip(held_out, roll.texts)]
 
-    state = {"i": 0}
-    head, info = widgets.HTML(), widgets.HTML()
-    panes = [widgets.HTML(layout=widgets.Layout(width="45%", border="1px solid #ccc", padding="6px"))
-             for _ in range(2)]
-    buttons = [widgets.Button(description=d, layout=widgets.Layout(width="45%")) for d in ("A is better", "B is better")]
-
-    def show():
-        i = state["i"]
-        info.value = f"labels so far: {len(labels)}"
-        if i >= len(prompts):
-            head.value = "<b>all pairs labelled -- thank you!</b>"
-            for b in buttons:
-                b.disabled = True
-            return
-        head.value = f"<b>pair {i + 1}/{len(prompts)}</b> &nbsp; prompt: <code>{html.escape(prompts[i])}</code>"
-        for pane, name, text in zip(panes, "AB", (texts_a[i], texts_b[i])):
-            pane.value = f"<b>{name}</b>: {html.escape(text)}"
-
-    def choose(a_better: bool):
-        labels.append((state["i"], a_better))
-        state["i"] += 1
-        show()
-
-    buttons[0].on_click(lambda _: choose(True))
-    buttons[1].on_click(lambda _: choose(False))
-    show()
-    box = widgets.VBox([head, widgets.HBox(panes), widgets.HBox(buttons), info])
-    display(box)
-    return box
+    start = rubric_scores()
+    return lambda: win_rate(rubric_scores(), start)

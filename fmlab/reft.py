@@ -18,13 +18,22 @@ it; editing every layer (pyreft's setting, `ReftConfig()`) lets every later bloc
 05 measures both: the default reaches full fine-tuning's accuracy on sentiment, block 3 alone gets the
 label right but never the end-of-text.
 
-Simplifications vs the paper (Wu et al. train LLaMA-7B-class models on commonsense, arithmetic and
-instruction data): one intervention per layer shared by all edited positions (pyreft's ``share_weights``;
-the paper also tries separate prefix and suffix interventions and tunes the number of positions); R is
-kept orthonormal by a QR decomposition of an unconstrained matrix (pyreft: ``parametrizations.orthogonal``);
-no dropout and no activation on W h + b; positions are explicit integers (``first``, ``last``), not
-strings like "f1+l1".  R is drawn from a CPU generator and moved, so a seed gives the same R on every
-device; on MPS, which lacks a QR kernel, the r × d QR runs on the CPU.
+Deployed (`deploy`): the model as a user runs it, the edit on the first and last tokens of each prompt --
+what `fmlab.evaluate` and the comparison harness measure.
+
+Departures from the paper and pyreft (Wu et al. train LLaMA-7B-class models on commonsense, arithmetic and
+instruction data):
+- W starts equal to R and b at zero, so the edit starts as the identity (as LoRA's B = 0 does); pyreft's
+  ``LoreftIntervention`` starts W at ``nn.Linear``'s random init, an edit that is not a no-op at step 0
+  (its later ``LoreftIntervention_IdentityInit`` starts as we do);
+- one intervention per layer shared by all edited positions (the paper's "tied weights"; it also tries
+  separate prefix and suffix interventions and tunes the number of positions);
+- R is kept orthonormal by a QR decomposition of an unconstrained matrix (pyreft: ``parametrizations.orthogonal``);
+- no dropout (pyreft optionally drops out the edited representation) and no activation on W h + b (pyreft's
+  optional ``act_fn``; the paper's LoReFT has none);
+- positions are explicit integers (``first``, ``last``), not strings like "f1+l1".
+The unconstrained matrix is drawn from a CPU generator and moved, so a seed gives the same starting matrix on
+every device (its QR may round differently there); on MPS, which lacks a QR kernel, the r × d QR runs on the CPU.
 """
 from __future__ import annotations
 
@@ -35,15 +44,16 @@ import torch
 import torch.nn as nn
 
 from . import evaluate
-from .batches import IGNORE, encode_example
+from .batches import IGNORE
 from .checkpoint import load_tensors, save_tensors
-from .gpt import MiniGPT
+from .gpt import MiniGPT, ids_to_device
+from .params import device_of
 from .tasks import format_prompt
 from .tokenizer import Tokenizer
 from .train import lm_loss
 
 __all__ = ["ReftConfig", "LoReFT", "ReftModel", "apply", "prompt_positions", "positions_from_targets",
-           "reft_loss", "accuracy", "answer", "save", "load"]
+           "reft_loss", "Deployed", "deploy", "accuracy", "answer", "save", "load"]
 
 
 @dataclass(frozen=True)
@@ -164,7 +174,7 @@ class ReftModel(nn.Module):
         gen = torch.Generator().manual_seed(cfg.seed)
         dim = base_model.cfg.n_embd
         self.interventions = nn.ModuleDict({str(i): LoReFT(dim, cfg.rank, gen) for i in cfg.layers})
-        self.to(next(base_model.parameters()).device)
+        self.to(device_of(base_model))
         self._positions: torch.Tensor | None = None
         self._hooks = [base_model.blocks[i].register_forward_hook(self._hook(str(i))) for i in cfg.layers]
 
@@ -212,21 +222,43 @@ def reft_loss(model: ReftModel, batch: dict) -> torch.Tensor:
     return lm_loss(model(batch["tokens"], pos), batch["targets"])
 
 
+class Deployed(nn.Module):
+    """A ReFT model as a user runs it: the edit on the first and last tokens of the prompt.
+
+    ``forward(tokens)`` reads all of `tokens` as the prompt (text scored for perplexity: the edit on its first
+    and last tokens); ``forward(tokens, targets)`` is the teacher-forced form of answering, where the prompt
+    ends at the first answer target (`positions_from_targets`) -- what `fmlab.evaluate`'s ``forward=`` takes.
+    """
+
+    def __init__(self, model: ReftModel):
+        super().__init__()
+        self.reft_model = model
+        self.cfg = model.base_model.cfg          # the deployed model's GPTConfig (block size, vocabulary)
+
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        first, last = self.reft_model.cfg.first, self.reft_model.cfg.last
+        if targets is None:
+            lengths = torch.full((tokens.size(0),), tokens.size(1), device=tokens.device)
+            return self.reft_model(tokens, prompt_positions(lengths, first, last))
+        return self.reft_model(tokens, positions_from_targets(targets, first, last))
+
+
+def deploy(model: ReftModel) -> Deployed:
+    """The model as deployed: pass it to `fmlab.evaluate` as the model and as ``forward=``."""
+    return Deployed(model)
+
+
 def accuracy(model: ReftModel, tokenizer: Tokenizer, examples: Sequence[dict]) -> float:
-    """Exact-match greedy accuracy (`evaluate.accuracy`), with the edit on each prompt."""
-    if not examples:
-        raise ValueError("no examples to evaluate")
-    cfg = model.cfg
-    rows = [encode_example(tokenizer, ex) for ex in examples]
-    forward = lambda tokens, targets: model(tokens, positions_from_targets(targets, cfg.first, cfg.last))  # noqa: E731
-    return evaluate.greedy_match(model, rows, tokenizer.pad_id, forward=forward).float().mean().item()
+    """Exact-match greedy accuracy (`evaluate.accuracy`) of the deployed model: the edit on each prompt."""
+    deployed = deploy(model)
+    return evaluate.accuracy(deployed, tokenizer, examples, forward=deployed)
 
 
 @torch.no_grad()
 def answer(model: ReftModel, tokenizer: Tokenizer, example: dict, max_new_tokens: int = 8) -> str:
     """The greedy answer to an instruction example, with the edit on its prompt positions (as `accuracy`)."""
     prompt = tokenizer.encode(format_prompt(example))
-    tokens = torch.tensor([prompt], device=next(model.parameters()).device)
+    tokens = ids_to_device(torch.tensor([prompt]), model)
     positions = prompt_positions(torch.tensor([len(prompt)], device=tokens.device), model.cfg.first, model.cfg.last)
     new: list[int] = []
     while len(new) < max_new_tokens and tokens.size(1) < model.base_model.cfg.block_size:

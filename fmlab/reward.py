@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .gpt import MiniGPT
+from .params import device_of, evaluating
 
 __all__ = ["RewardModel", "bradley_terry_loss", "reward_loss", "pairwise_accuracy", "score"]
 
@@ -45,10 +46,10 @@ class RewardModel(nn.Module):
         super().__init__()
         self.body = copy.deepcopy(base_model)                  # never shares weights with the policy
         self.body.head = nn.Identity()                         # drop the LM head: we want hidden states
-        device = next(base_model.parameters()).device          # every part on the base model's device
-        self.value_head = nn.Linear(base_model.cfg.n_embd, 1, device=device)
-        nn.init.normal_(self.value_head.weight, std=0.02)
-        nn.init.zeros_(self.value_head.bias)
+        device = device_of(base_model)                         # every part on the base model's device
+        self.score_head = nn.Linear(base_model.cfg.n_embd, 1, device=device)
+        nn.init.normal_(self.score_head.weight, std=0.02)
+        nn.init.zeros_(self.score_head.bias)
         self.register_buffer("offset", torch.zeros((), device=device))   # subtracted from the raw reward
         self.register_buffer("scale", torch.ones((), device=device))     # then divided by this
 
@@ -59,7 +60,7 @@ class RewardModel(nn.Module):
             raise ValueError("each length must lie in [1, tokens.size(1)]: it marks the last real token")
         hidden = self.body(tokens)                             # (B, T, C): body.head is the identity
         last = hidden[torch.arange(tokens.size(0), device=tokens.device), length - 1]   # (B, C)
-        return (self.value_head(last).squeeze(-1).float() - self.offset) / self.scale   # (B,), fp32
+        return (self.score_head(last).squeeze(-1).float() - self.offset) / self.scale   # (B,), fp32
 
     @torch.no_grad()
     def normalise_(self, batch: dict) -> "RewardModel":
@@ -90,21 +91,14 @@ def reward_loss(model: RewardModel, batch: dict) -> torch.Tensor:
     return bradley_terry_loss(*_split(model, batch))
 
 
-@torch.no_grad()
 def pairwise_accuracy(model: RewardModel, batch: dict) -> float:
     """Share of pairs where the chosen completion gets the higher reward."""
-    was_training = model.training
-    model.eval()
-    chosen, rejected = _split(model, batch)
-    model.train(was_training)
+    with evaluating(model):
+        chosen, rejected = _split(model, batch)
     return (chosen > rejected).float().mean().item()
 
 
-@torch.no_grad()
 def score(model: RewardModel, batch: dict) -> torch.Tensor:
-    """Rewards (N,) of a batch of sequences {'tokens', 'length'} (e.g. `Rollout.batch()`)."""
-    was_training = model.training
-    model.eval()
-    r = model(batch["tokens"], batch["length"])
-    model.train(was_training)
-    return r
+    """Rewards (N,) of a batch of sequences {'tokens', 'length'} (e.g. `rollout.Rollout.batch()`)."""
+    with evaluating(model):
+        return model(batch["tokens"], batch["length"])

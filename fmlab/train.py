@@ -1,16 +1,24 @@
 """The one training loop of the course.
 
 Pre-training, full fine-tuning, instruction tuning, LoRA, ReFT, multitask, continued pre-training, the
-reward model and DPO all call `train`.  What changes between them is only
+reward model, DPO, the policy gradient, PPO, GRPO, distillation and data-parallel training (`fmlab.distributed`)
+all call `train`.  What changes between them is only
 
-- the *batcher* (which text, which tokens carry loss -- see `fmlab.batches`),
-- which parameters are trainable (``requires_grad``), and
+- the *batcher* (which text, which tokens carry loss -- see `fmlab.batches`; RL batchers sample from the policy
+  being trained, `fmlab.rollout`),
+- which parameters are trainable (``requires_grad``; `params.summary` prints the count), and
 - the *loss function*: by default `lm_loss` (next-token cross-entropy on targets that are not -100);
-  reward models and DPO pass their own ``loss_fn(model, batch) -> scalar``.
+  the other methods pass their own ``loss_fn(model, batch) -> scalar``.
 
 The loop: AdamW, linear warm-up then cosine decay to ``min_lr_ratio * lr``, gradient clipping, mixed
 precision on GPUs (with a gradient scaler for fp16), a tqdm progress bar, evaluation callbacks at chosen
 steps, and a pandas DataFrame history (step, loss, lr, seconds, tokens_per_s, and one column per metric).
+Evaluation runs in evaluation mode and restores the mode; `train` leaves the model in evaluation mode.
+
+On a GPU the loop keeps the device busy: the loss stays on the device and is read on the host every
+`READ_LOSS_EVERY` steps (a read makes the CPU wait for the GPU; an inf or nan loss is caught then), and AdamW updates
+every tensor in one fused (CUDA) or multi-tensor (CPU) operation.  On the CPU the numbers are exactly those of a loop
+that reads the loss every step and updates tensor by tensor.
 """
 from __future__ import annotations
 
@@ -25,9 +33,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .batches import IGNORE, Batcher
+from .gpt import ids_to_device
 from .device import autocast, needs_grad_scaler
+from .params import evaluating
 
-__all__ = ["TrainConfig", "lm_loss", "lr_at", "train", "trainable_summary"]
+__all__ = ["TrainConfig", "lm_loss", "default_loss", "lr_at", "train"]
 
 
 @dataclass(frozen=True)
@@ -70,12 +80,16 @@ class TrainConfig:
             bad(f"eval_every must be >= 0 and eval_at steps within 0..{self.steps}")
 
 
+READ_LOSS_EVERY = 50   # steps between reads of the loss on the host (also when inf/nan is caught)
+
+
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over positions whose target is not IGNORE (-100)."""
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
 
 
 def default_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """`lm_loss` of the model's logits on batch["tokens"] against batch["targets"]: train's default loss_fn."""
     return lm_loss(model(batch["tokens"]), batch["targets"])
 
 
@@ -87,26 +101,37 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def trainable_summary(model: torch.nn.Module) -> str:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return f"trainable params: {trainable:,} / {total:,} ({100 * trainable / max(total, 1):.2f} %)"
-
-
 def _optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.AdamW:
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=cfg.betas)
+    # One update for all tensors at once instead of a dozen small operations per tensor: fused on CUDA,
+    # multi-tensor ("foreach") on the CPU, where it gives bit-for-bit the numbers of the per-tensor loop.
+    kind = params[0].device.type
+    fast = {"fused": True} if kind == "cuda" else {"foreach": True} if kind == "cpu" else {}
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=cfg.betas, **fast)
+
+
+def _read_losses(pending: list[tuple[dict, torch.Tensor]]) -> None:
+    """Fill in the losses of `pending` rows with one host read (on a GPU each read waits for the device)."""
+    if not pending:
+        return
+    values = torch.stack([loss.float() for _, loss in pending]).tolist()
+    for (row, _), value in zip(pending, values):
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became {value} at step {row['step']}; try a smaller lr")
+        row["loss"] = value
+    pending.clear()
+
+
+def _to_device(batch: dict, model: torch.nn.Module, device: torch.device) -> dict:
+    """The batch on the model's device; token ids checked on the host first (`gpt.ids_to_device`)."""
+    return {k: ids_to_device(v, model) if k == "tokens" else v.to(device) for k, v in batch.items()}
 
 
 def _evaluate(model: torch.nn.Module, evals: dict[str, Callable]) -> dict[str, float]:
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = {name: float(fn(model)) for name, fn in evals.items()}
-    model.train(was_training)
-    return out
+    with evaluating(model):
+        return {name: float(fn(model)) for name, fn in evals.items()}
 
 
 def train(model: torch.nn.Module, batches: Batcher, cfg: TrainConfig = TrainConfig(),
@@ -123,8 +148,6 @@ def train(model: torch.nn.Module, batches: Batcher, cfg: TrainConfig = TrainConf
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters: every parameter has requires_grad=False")
-    if cfg.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {cfg.steps}")
     device = params[0].device
     evals = evals or {}
     opt = _optimizer(params, cfg)
@@ -136,34 +159,37 @@ def train(model: torch.nn.Module, batches: Batcher, cfg: TrainConfig = TrainConf
     rows = [{"step": 0, "loss": float("nan"), "lr": 0.0, "seconds": 0.0, "tokens_per_s": float("nan"),
              **(_evaluate(model, evals) if 0 in eval_steps else {})}]
     model.train()
-    start, tokens_seen = time.perf_counter(), 0
+    start, tokens_seen, pending = time.perf_counter(), 0, []
     for step in tqdm(range(cfg.steps), disable=not cfg.progress, desc="training", leave=False):
         lr = lr_at(step, cfg)
         for group in opt.param_groups:
             group["lr"] = lr
-        batch = {k: v.to(device) for k, v in batches(cfg.batch_size, gen).items()}
+        batch = _to_device(batches(cfg.batch_size, gen), model, device)
         with autocast(device):
             loss = loss_fn(model, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; try a smaller lr")
         opt.zero_grad(set_to_none=True)
         (scaler.scale(loss) if scaler else loss).backward()
         if scaler:
             scaler.unscale_(opt)
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)   # a list, not a spent generator
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip,   # a list, not a spent generator
+                                           foreach=device.type in ("cpu", "cuda") or None)
         scaler.step(opt) if scaler else opt.step()
         if scaler:
             scaler.update()
         tokens_seen += int(batch["tokens"].numel())
         elapsed = time.perf_counter() - start
-        row = {"step": step + 1, "loss": loss.item(), "lr": lr, "seconds": elapsed,
+        row = {"step": step + 1, "loss": float("nan"), "lr": lr, "seconds": elapsed,
                "tokens_per_s": tokens_seen / max(elapsed, 1e-9)}
+        rows.append(row)
+        pending.append((row, loss.detach()))     # read later, many steps at once: the GPU need not wait
         paused = time.perf_counter()
+        show = callback and ((step + 1) % callback_every == 0 or step + 1 == cfg.steps)
+        if step + 1 in eval_steps or show or (step + 1) % READ_LOSS_EVERY == 0:
+            _read_losses(pending)                # raises if a loss became inf or nan
         if step + 1 in eval_steps:
             row.update(_evaluate(model, evals))
-        rows.append(row)
-        if callback and ((step + 1) % callback_every == 0 or step + 1 == cfg.steps):
+        if show:
             callback(pd.DataFrame(rows))
         start += time.perf_counter() - paused    # evaluation and plotting are not training time
     model.eval()

@@ -26,8 +26,9 @@ from typing import Sequence
 
 import torch
 
-from . import preference
 from .gpt import MiniGPT
+from .params import device_of
+from .rollout import kl_to_reference, sample
 from .tasks import format_prompt
 from .tokenizer import Tokenizer
 from .world import ATTRIBUTES, NAMES
@@ -69,7 +70,7 @@ def mentioned_values(completion: str) -> int:
 
 
 @torch.no_grad()
-def report(policy: MiniGPT, tok: Tokenizer, questions: Sequence[dict], ref_model: MiniGPT | None = None,
+def report(policy: MiniGPT, tokenizer: Tokenizer, questions: Sequence[dict], ref_model: MiniGPT | None = None,
            samples: int = 8, max_new_tokens: int = 10, temperature: float = 1.0, seed: int = 0) -> dict:
     """Sample `samples` answers per question and measure them once:
 
@@ -78,14 +79,12 @@ def report(policy: MiniGPT, tok: Tokenizer, questions: Sequence[dict], ref_model
     value at all; kl -- Monte-Carlo KL(policy || ref_model) in nats per answer (if a reference is given); texts.
     """
     many = [q for q in questions for _ in range(samples)]
-    roll = preference.sample(policy, tok, many, max_new_tokens, temperature, torch.Generator().manual_seed(seed))
+    roll = sample(policy, tokenizer, many, max_new_tokens, temperature, torch.Generator().manual_seed(seed))
     strict = torch.tensor([strict_check(q, t) for q, t in zip(many, roll.texts)]).view(len(questions), samples)
     out = {"strict": strict.mean().item(), "loose": sum(loose_check(q, t) for q, t in zip(many, roll.texts)) / len(many),
            "pass_at_k": strict.max(1).values.mean().item(),
            "length": (roll.length - roll.prompt_len).float().mean().item(),
            "no_fact": sum(mentioned_values(t) == 0 for t in roll.texts) / len(many), "texts": roll.texts}
     if ref_model is not None:
-        from .rlhf import kl_to_reference
-        device = next(policy.parameters()).device
-        out["kl"] = kl_to_reference(policy, ref_model, {k: v.to(device) for k, v in roll.batch().items()})
+        out["kl"] = kl_to_reference(policy, ref_model, roll.batch(device_of(policy)))
     return out

@@ -7,13 +7,13 @@ output, and the function behind each widget is an ordinary fmlab function you ca
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from .evaluate import complete
 from .gpt import MiniGPT
 from .tokenizer import Tokenizer
 
-__all__ = ["playground", "function_box"]
+__all__ = ["playground", "function_box", "labelling_widget"]
 
 
 def function_box(fn: Callable[..., str], controls: dict, title: str = "", button: str = "Run"):
@@ -56,3 +56,41 @@ def playground(model: MiniGPT, tokenizer: Tokenizer, prompt: str = "ada lives in
         "max_new_tokens": widgets.IntSlider(value=max_new_tokens, min=1, max=60, description="length"),
     }
     return function_box(sample, controls, "Generation playground", "Generate")
+
+
+def labelling_widget(prompts: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str], labels: list):
+    """Two completions side by side; click the better one.  Appends (pair index, a_is_better) to `labels`."""
+    import html
+
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    state = {"i": 0}
+    head, info = widgets.HTML(), widgets.HTML()
+    panes = [widgets.HTML(layout=widgets.Layout(width="45%", border="1px solid #ccc", padding="6px"))
+             for _ in range(2)]
+    buttons = [widgets.Button(description=d, layout=widgets.Layout(width="45%")) for d in ("A is better", "B is better")]
+
+    def show():
+        i = state["i"]
+        info.value = f"labels so far: {len(labels)}"
+        if i >= len(prompts):
+            head.value = "<b>all pairs labelled -- thank you!</b>"
+            for b in buttons:
+                b.disabled = True
+            return
+        head.value = f"<b>pair {i + 1}/{len(prompts)}</b> &nbsp; prompt: <code>{html.escape(prompts[i])}</code>"
+        for pane, name, text in zip(panes, "AB", (texts_a[i], texts_b[i])):
+            pane.value = f"<b>{name}</b>: {html.escape(text)}"
+
+    def choose(a_better: bool):
+        labels.append((state["i"], a_better))
+        state["i"] += 1
+        show()
+
+    buttons[0].on_click(lambda _: choose(True))
+    buttons[1].on_click(lambda _: choose(False))
+    show()
+    box = widgets.VBox([head, widgets.HBox(panes), widgets.HBox(buttons), info])
+    display(box)
+    return box

@@ -13,11 +13,11 @@ Everything is a pure function of a seed, so the course's data never needs a down
 from __future__ import annotations
 
 import random
-import re
-from functools import lru_cache
 from dataclasses import dataclass, field
 
-__all__ = ["WorldConfig", "World", "make_world", "document", "fact_cloze", "ATTRIBUTES", "grammatical_share"]
+__all__ = ["WorldConfig", "World", "make_world", "document", "fact_cloze", "NAMES", "CITIES", "JOBS", "FOODS",
+           "COLOURS", "PETS", "ATTRIBUTES", "POSITIVE", "NEGATIVE", "TOKI_NOUNS", "TOKI_ADJECTIVES",
+           "FACT_TEMPLATES", "STORY_TEMPLATES", "REACTIONS"]
 
 NAMES = ["ada", "ben", "cleo", "dev", "eli", "fay", "gus", "hana", "ivo", "jade",
          "kai", "lena", "milo", "nia", "omar", "pia", "quin", "rosa", "sam", "tara"]
@@ -154,33 +154,3 @@ def fact_cloze(world: World) -> list[dict[str, str]]:
         prompt = sentence[: sentence.rindex(value)].strip()
         probes.append({"prompt": prompt, "answer": value, "attribute": attribute, "person": person})
     return probes
-
-
-_SLOTS = {"c": r"[a-z]+ [a-z]+", "c2": r"[a-z]+ [a-z]+", "w": r"[a-z]+(?: [a-z]+)?", "w2": r"[a-z]+(?: [a-z]+)?",
-          "crew": r"[a-z]+ [a-z]+", "n": r"[0-9]+", "d": r"[0-9]+"}
-
-
-@lru_cache(maxsize=1)
-def _sentence_patterns() -> re.Pattern:
-    from .corpus import TEMPLATES            # the other document kinds of the corpus (imports this module)
-
-    templates = [t for ts in FACT_TEMPLATES.values() for t in ts] + STORY_TEMPLATES + [
-        "{p} tried the {food} . it was {adj} .", "in toki , the word {e} is {t} ."] + list(TEMPLATES)
-    templates += [t for ts in REACTIONS.values() for t in ts]
-    sentences = {part.strip(" .") for t in templates for part in t.split(" . ")}
-    alts = [re.escape(s).replace(r"\{", "{").replace(r"\}", "}") for s in sorted(sentences)]
-    alts = [re.sub(r"\{(\w+)\}", lambda m: "(?:" + _SLOTS.get(m.group(1), "[a-z]+") + ")", a) for a in alts]
-    return re.compile("(?:" + "|".join(alts) + ")")
-
-
-def grammatical_share(text: str) -> float:
-    """Share of the complete sentences in `text` that follow one of the corpus's sentence templates.
-
-    A template slot accepts any word (a number, or two words where the slot is a station part or a crew
-    member), so this measures *grammar* (the sentence shapes of the world's language), not truth.  The last, unfinished sentence is ignored.
-    """
-    sentences = [s.strip() for s in text.split(" .")[:-1] if s.strip()]
-    if not sentences:
-        return 0.0
-    pattern = _sentence_patterns()
-    return sum(bool(pattern.fullmatch(s)) for s in sentences) / len(sentences)

@@ -84,8 +84,8 @@ def test_reft_general_ability_sees_the_edit(shipped):
         for p in edited.parameters():
             if p.requires_grad:
                 p.add_(0.5 * torch.randn_like(p))
-    deployed = compare._ReftDeployed(edited)
-    got = compare.general_ability(deployed, tok, max_windows=8).perplexity
+    deployed = reft.deploy(edited)
+    got = compare.general_ability(deployed, tok, forward=deployed, max_windows=8).perplexity
     assert abs(got / compare.general_ability(model, tok, max_windows=8).perplexity - 1) > 1e-3
 
 

@@ -49,6 +49,27 @@ def test_sharded_bytes_divide_what_each_scheme_shards():
     assert totals.is_monotonic_decreasing
 
 
+def test_zero_follows_the_paper_for_mixed_precision_adam():
+    """Rajbhandari et al. 2020: 2 Psi fp16 weights + 2 Psi fp16 gradients + K Psi optimizer state (K = 12: fp32
+    master weights, momentum, variance); stage 1 shards K Psi, stage 2 also the gradients, stage 3 the weights."""
+    cfg, N = memory.gpt_7b(), 8
+    psi, counters = memory.param_count(cfg), 4 * memory.param_tensor_count(cfg)   # AdamW's step counters
+    step = memory.estimate(cfg, 1, 2048, memory.MIXED)
+    table = distributed.sharded_bytes(step, N, memory.MIXED)
+    K_psi = 12 * psi + counters
+    paper = {"DDP (replicated)": 2 * psi + 2 * psi + K_psi,
+             "ZeRO-1 (optimizer sharded)": 2 * psi + 2 * psi + K_psi / N,
+             "ZeRO-2 (+ gradients)": 2 * psi + (2 * psi + K_psi) / N,
+             "ZeRO-3 / FSDP (+ weights)": (2 * psi + 2 * psi + K_psi) / N}
+    for scheme, states in paper.items():
+        got = table.loc[scheme, ["weights", "gradients", "optimizer"]].sum()
+        assert got == pytest.approx(states, rel=1e-12), scheme
+        assert table.loc[scheme, "activations"] == step.activations
+    totals = table.sum(axis=1)
+    assert totals["ZeRO-1 (optimizer sharded)"] <= 0.45 * totals["DDP (replicated)"], totals.to_dict()
+    assert 40 < totals["ZeRO-1 (optimizer sharded)"] / memory.GIB < 44                 # the issue's "about 42 GiB"
+
+
 def test_two_processes_give_the_one_process_loss_curve(tmp_path):
     out = tmp_path / "two.csv"
     done = distributed.launch(2, ["--steps", TINY["steps"], "--batch-size", TINY["batch_size"],

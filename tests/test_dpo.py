@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from fmlab import dpo, preference, rlhf
+from fmlab import dpo, params, preference
 from fmlab.train import TrainConfig, train
 
 
@@ -25,7 +25,7 @@ def _pairs(tok):
 
 
 def test_dpo_training_raises_the_chosen_margin(tiny_model, tiny_tok):
-    ref = rlhf.freeze(copy.deepcopy(tiny_model))
+    ref = params.freeze(copy.deepcopy(tiny_model))
     pairs = _pairs(tiny_tok)
     batch = preference.pair_batch(pairs, range(4), tiny_tok.pad_id)
     loss_fn = dpo.dpo_loss_fn(ref, beta=0.1)

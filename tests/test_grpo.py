@@ -5,7 +5,7 @@ import statistics
 import pytest
 import torch
 
-from fmlab import grpo, rlhf
+from fmlab import grpo, params
 from fmlab.train import TrainConfig, train
 
 
@@ -43,15 +43,15 @@ def test_grpo_loss_on_policy_is_the_advantage_weighted_log_likelihood():
 
 
 def test_grpo_trains_in_the_loop_with_a_program_as_reward(tiny_model, tiny_tok):
-    ref = rlhf.freeze(copy.deepcopy(tiny_model))
+    ref = params.freeze(copy.deepcopy(tiny_model))
     policy = copy.deepcopy(tiny_model)
     prompts = [{"prompt": "ada lives in", "answer": "paris", "person": "ada"}]
     says_paris = lambda p, text: float(p["answer"] in text.split())       # noqa: E731
     cfg, log = grpo.GRPOConfig(beta=0.04, group=4, max_new_tokens=3), []
-    batches = grpo.rollout_batches(policy, ref, tiny_tok, prompts, says_paris, cfg, monitor=lambda p, t: 1.0)
+    batches = grpo.rollout_batches(policy, ref, tiny_tok, prompts, says_paris, cfg, true_score=lambda p, t: 1.0)
     b = batches(8, torch.Generator().manual_seed(0))
-    assert b["reward"].shape == (8,) and b["monitor"].eq(1).all()
-    torch.testing.assert_close(b["advantages"], grpo.group_advantages(b["reward"], 4))
+    assert b["score"].shape == (8,) and b["true_score"].eq(1).all()
+    torch.testing.assert_close(b["advantages"], grpo.group_advantages(b["score"], 4))
     hist = train(policy, batches, TrainConfig(steps=3, batch_size=8, lr=1e-3, warmup=1, progress=False),
                  loss_fn=grpo.grpo_loss_fn(cfg, log))
     assert len(hist) == 4 and len(log) == 3 and abs(log[0]["kl"]) < 1e-5

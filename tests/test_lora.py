@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fmlab import lora
+from fmlab import lora, params
 from fmlab.train import TrainConfig, lm_loss, train
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
@@ -43,7 +43,7 @@ def test_only_adapters_train_and_count(tiny_model):
     assert trainable and all(n.endswith((".A", ".B")) for n in trainable)
     d, L = tiny_model.cfg.n_embd, tiny_model.cfg.n_layer
     expected = L * 2 * ((d + 3 * d) + (d + d))          # r (d_in + d_out) for qkv and proj, r = 2
-    assert lora.count_params(tiny_model) == {"trainable": expected, "total": total + expected}
+    assert params.count(tiny_model) == {"trainable": expected, "total": total + expected}
 
 
 def test_layer_equation_and_init(tiny_model):
@@ -251,7 +251,7 @@ def test_the_notebooks_peft_snippet_runs_on_minigpt(tiny_model, tmp_path):
     assert isinstance(model, peft.PeftModel)
     ours = lora.apply(copy.deepcopy(tiny_model), lora.LoraConfig(rank=8, alpha=16, targets=lora.ATTENTION))
     n_peft = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert n_peft == lora.count_params(ours)["trainable"]
+    assert n_peft == params.count(ours)["trainable"]
     with torch.no_grad():                                 # give the adapter something to merge
         for name, layer in model.named_modules():
             if hasattr(layer, "lora_B") and "default" in getattr(layer, "lora_B", {}):

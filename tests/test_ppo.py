@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from fmlab import ppo, preference, reward, rlhf
+from fmlab import params, ppo, preference, reward, rlhf
 from fmlab.train import TrainConfig, train
 
 
@@ -90,8 +90,8 @@ def test_policy_with_value_keeps_the_policy_logits_and_starts_at_zero_value(tiny
 
 
 def test_ppo_replays_each_rollout_for_its_epochs_and_trains(tiny_model, tiny_tok):
-    ref = rlhf.freeze(copy.deepcopy(tiny_model))
-    rm = rlhf.freeze(reward.RewardModel(tiny_model))
+    ref = params.freeze(copy.deepcopy(tiny_model))
+    rm = params.freeze(reward.RewardModel(tiny_model))
     agent = ppo.PolicyWithValue(copy.deepcopy(tiny_model))
     prompts = [{"prompt": "ada lives in", "person": "ada"}, {"prompt": "the cat sat", "person": "ada"}]
     cfg, log = ppo.PPOConfig(beta=0.1, group=2, max_new_tokens=3, epochs=3), []

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fmlab import preference
+from fmlab import preference, rollout
 from fmlab.gpt import GPTConfig, MiniGPT
 from fmlab.tokenizer import Tokenizer
 
@@ -40,23 +40,10 @@ def test_labeller_noise_and_determinism():
     assert torch.equal(noisy, again)
 
 
-def test_sample_shapes_prompts_and_eos(model, tok):
-    prompts = [{"prompt": "tell me about ada .", "person": "ada"}, {"prompt": "who is ben ?", "person": "ben"}] * 3
-    roll = preference.sample(model, tok, prompts, max_new_tokens=5, generator=torch.Generator().manual_seed(0))
-    assert roll.tokens.shape[0] == 6 and len(roll.texts) == 6
-    for row, p, n, pr in zip(roll.tokens.tolist(), roll.prompt_len.tolist(), roll.length.tolist(), prompts):
-        assert row[:p] == tok.encode(pr["prompt"])
-        assert 1 <= n - p <= 5
-        assert tok.eos_id not in row[p:n - 1]            # nothing after <eos>
-        assert all(t == tok.pad_id for t in row[n:])
-    with pytest.raises(ValueError, match="no prompts"):
-        preference.sample(model, tok, [])
-
-
 def test_make_pairs_orients_and_drops_twins(model, tok):
     prompts = [{"prompt": "who is ben ?", "person": "ben"}] * 8
     g = torch.Generator().manual_seed(0)
-    ra, rb = preference.sample(model, tok, prompts, 4, generator=g), preference.sample(model, tok, prompts, 4, generator=g)
+    ra, rb = rollout.sample(model, tok, prompts, 4, generator=g), rollout.sample(model, tok, prompts, 4, generator=g)
     rb.texts[0], rb.tokens[0], rb.length[0] = ra.texts[0], ra.tokens[0], ra.length[0]   # an identical twin
     prefers_a = torch.tensor([True, False] * 4)
     pairs = preference.make_pairs(ra, rb, prefers_a)
@@ -78,3 +65,17 @@ def test_distinct_win_rate_and_prompt_errors():
     with pytest.raises(ValueError, match="unknown people"):
         preference.make_prompts(["zorro"])
     assert len(preference.make_prompts(["ada", "ben"])) == 2 * len(preference.PROMPT_TEMPLATES)
+
+
+def test_sample_pairs_is_notebook_08s_recipe(model, tok):
+    prompts = [{"prompt": "tell me about ada .", "person": "ada"}, {"prompt": "who is ben ?", "person": "ben"}]
+    pairs = preference.sample_pairs(model, tok, prompts, per_prompt=4, seed=3)
+    again = preference.sample_pairs(model, tok, prompts, per_prompt=4, seed=3)
+    assert pairs["chosen"] == again["chosen"] and len(pairs["chosen"]) <= 8
+    people = [p["person"] for p in pairs["prompts"]]
+    assert not preference.ties(people, pairs["chosen_text"], pairs["rejected_text"]).any()    # ties dropped
+
+
+def test_win_rate_vs_start_is_one_half_before_training(model, tok):
+    measure = preference.win_rate_vs_start(model, tok, [{"prompt": "who is ben ?", "person": "ben"}], 6, seed=0)
+    assert measure() == 0.5

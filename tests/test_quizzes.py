@@ -3,6 +3,8 @@
 The quiz cell of a notebook builds its questions (`quiz.Question`) and passes them to `quiz.show`.  This test
 runs just that cell (no training; `show` is replaced by a recorder) and checks what would be shown.
 """
+import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -45,10 +47,55 @@ def test_quiz_is_valid_and_balanced_as_displayed(name):
     assert worst <= 0.4 * len(positions), f"{name}: {worst} of {len(positions)} answers in one position"
 
 
-def test_longest_option_is_not_a_winning_strategy():
-    questions = [q for quizzes in _all().values() for qs in quizzes for q in qs]
-    longest = sum(max(q.options, key=len) == q.answer for q in questions)
-    assert longest <= 0.35 * len(questions), f"'pick the longest' scores {longest}/{len(questions)}"
+ABSOLUTE = {"always", "never", "only", "all", "none", "every", "must", "cannot", "impossible", "guarantees",
+            "guaranteed", "entirely", "completely"}
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _pick(options, key) -> list[str]:
+    """The options a trick picks: those with the best key (a tie splits the point among them)."""
+    best = max(key(o) for o in options)
+    return [o for o in options if key(o) == best]
+
+
+TRICKS = {
+    "pick the longest": lambda q: _pick(q.options, len),
+    "pick the shortest": lambda q: _pick(q.options, lambda o: -len(o)),
+    "pick the most words shared with the question": lambda q: _pick(
+        q.options, lambda o: len(_words(o) & _words(q.question))),
+    "avoid absolute words": lambda q: _pick(q.options, lambda o: -len(_words(o) & ABSOLUTE)),
+}
+
+
+def trick_score(questions, trick) -> float:
+    """Expected number of right answers when a learner follows `trick` (ties broken at random)."""
+    score = 0.0
+    for q in questions:
+        picked = trick(q)
+        score += (q.answer in picked) / len(picked)
+    return score
+
+
+@pytest.mark.parametrize("name", [p.name for p in NOTEBOOKS])
+def test_no_test_taking_trick_beats_chance(name):
+    """In every notebook's quiz, no trick scores more than guessing does, rounded up to a whole question."""
+    questions = [q for qs in _all()[name] for q in qs]
+    chance = sum(1 / len(q.options) for q in questions)
+    for trick_name, trick in TRICKS.items():
+        got = trick_score(questions, trick)
+        assert got <= math.ceil(chance) + 1e-9, (
+            f"{name}: '{trick_name}' scores {got:.2f} of {len(questions)}; guessing scores {chance:.2f}")
+
+
+def test_trick_scoring_counts_ties_fairly():
+    qs = [quiz.Question("Which city is big?", "rome is big", ("oslo", "a", "b"), "explained here"),
+          quiz.Question("Which one?", "xx", ("yy", "zz", "ww"), "explained here")]
+    assert trick_score(qs, TRICKS["pick the longest"]) == 1 + 1 / 4
+    assert trick_score(qs, TRICKS["pick the shortest"]) == 1 / 4
+    assert trick_score(qs, TRICKS["pick the most words shared with the question"]) == 1 + 1 / 4
 
 
 def test_final_quiz_covers_the_exam_items():

@@ -204,3 +204,19 @@ def test_matches_pyreft_loreft_with_identical_weights():
     torch.testing.assert_close(ours.R, R_ref, atol=1e-5, rtol=0)
     h = torch.randn(2, 7, 16)
     torch.testing.assert_close(ours(h), ref(h), atol=1e-5, rtol=1e-5)
+
+
+def test_deployed_model_edits_the_prompt_it_reads():
+    """reft.deploy: forward(tokens) edits the first/last of all tokens; forward(tokens, targets) the prompt's."""
+    from fmlab.batches import IGNORE
+    base = tiny_model()
+    model = reft.apply(base, reft.ReftConfig(layers=(0,), seed=1))
+    with torch.no_grad():
+        for p in model.interventions.parameters():
+            p.add_(0.3)
+    deployed = reft.deploy(model)
+    tokens = torch.tensor([[3, 4, 5, 6, 7]])
+    targets = torch.tensor([[IGNORE, IGNORE, 6, 7, 2]])                 # the prompt is tokens 0..2
+    torch.testing.assert_close(deployed(tokens), model(tokens, torch.tensor([[0, 4]])))
+    torch.testing.assert_close(deployed(tokens, targets), model(tokens, torch.tensor([[0, 2]])))
+    assert deployed.cfg is base.cfg

@@ -1,3 +1,4 @@
+import math
 import dataclasses
 
 import pytest
@@ -70,10 +71,10 @@ def test_clip_actually_clips(monkeypatch):
     seen = []
     real = torch.nn.utils.clip_grad_norm_
 
-    def spy(params, max_norm):
+    def spy(params, max_norm, **kwargs):
         params = list(params)
         seen.append(len(params))
-        return real(params, max_norm)
+        return real(params, max_norm, **kwargs)
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
     _run(steps=2, warmup=1)
@@ -95,3 +96,33 @@ def test_nothing_trainable_is_a_clear_error():
 def test_nonsensical_config_is_refused_with_the_fix(bad, match):
     with pytest.raises(ValueError, match=match):
         dataclasses.replace(CFG, **bad)
+
+
+def test_a_nan_loss_is_caught_with_its_step(tiny_tok, tiny_model):
+    """The loss is read on the host only every READ_LOSS_EVERY steps; a nan is still reported with its step."""
+    from fmlab import train as train_mod
+    from fmlab.batches import lm_batches
+    stream = torch.tensor(tiny_tok.encode(" ".join(["the cat sat on the mat ."] * 40)))
+    calls = {"n": 0}
+
+    def loss_fn(model, batch):
+        calls["n"] += 1
+        loss = train_mod.default_loss(model, batch)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    cfg = TrainConfig(steps=8, batch_size=2, lr=1e-3, warmup=1, progress=False)
+    with pytest.raises(FloatingPointError, match="at step 3"):
+        train(tiny_model, lm_batches(stream, 16), cfg, loss_fn=loss_fn)
+
+
+def test_losses_are_the_same_whenever_they_are_read(tiny_tok, tiny_model, monkeypatch):
+    """Reading the loss every step or every 50 gives the same history (the read changes no number)."""
+    import copy
+    from fmlab import train as train_mod
+    from fmlab.batches import lm_batches
+    stream = torch.tensor(tiny_tok.encode(" ".join(["the cat sat on the mat ."] * 40)))
+    cfg = TrainConfig(steps=6, batch_size=2, lr=1e-3, warmup=1, progress=False)
+    a = train(copy.deepcopy(tiny_model), lm_batches(stream, 16), cfg)["loss"].tolist()
+    monkeypatch.setattr(train_mod, "READ_LOSS_EVERY", 1)
+    b = train(copy.deepcopy(tiny_model), lm_batches(stream, 16), cfg)["loss"].tolist()
+    assert a[1:] == b[1:] and all(math.isfinite(x) for x in a[1:])

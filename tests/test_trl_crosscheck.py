@@ -19,7 +19,7 @@ from tokenizers import Tokenizer as HFTokenizer, models, pre_tokenizers  # noqa:
 from transformers import (GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel,  # noqa: E402
                           PreTrainedTokenizerFast)
 
-from fmlab import dpo, grpo, ppo, reward, rlhf  # noqa: E402
+from fmlab import dpo, grpo, ppo, reward, rollout  # noqa: E402
 
 WORDS = "<pad> <eos> tell me about ada bob . she he likes cats dogs is kind rude".split()
 PAIRS = {"prompt": ["tell me about ada .", "tell me about bob .", "tell me about ada ."],
@@ -68,9 +68,9 @@ def test_dpo_loss_matches_trl_dpo_trainer():
         trl_loss = trainer.compute_loss(policy, batch)
     tokens, mask = batch["input_ids"], batch["completion_mask"]
     prompt_len, length = mask.argmax(1), batch["attention_mask"].sum(1)      # right padding: contiguous spans
-    assert torch.equal(mask[:, 1:].bool(), rlhf.completion_mask(tokens, prompt_len, length))
-    logp = rlhf.sequence_logprobs(_Logits(policy), tokens, prompt_len, length)
-    ref_logp = rlhf.sequence_logprobs(_Logits(ref), tokens, prompt_len, length)
+    assert torch.equal(mask[:, 1:].bool(), rollout.completion_mask(tokens, prompt_len, length))
+    logp = rollout.sequence_logprobs(_Logits(policy), tokens, prompt_len, length)
+    ref_logp = rollout.sequence_logprobs(_Logits(ref), tokens, prompt_len, length)
     n = len(PAIRS["prompt"])                          # TRL stacks chosen rows, then rejected rows, as we do
     ours = dpo.dpo_loss(logp[:n], logp[n:], ref_logp[:n], ref_logp[n:], beta)
     assert abs(ours.item() - torch.log(torch.tensor(2.0)).item()) > 1e-3
@@ -120,7 +120,7 @@ def _rollout(policy):
     completion_mask = (completion != tok.pad_token_id).long()
     P = prompt.size(1)
     tokens = torch.cat([prompt, completion], 1)
-    logp, mask = rlhf.token_logprobs(_Logits(policy), tokens, torch.full((len(tokens),), P), P + completion_mask.sum(1))
+    logp, mask = rollout.token_logprobs(_Logits(policy), tokens, torch.full((len(tokens),), P), P + completion_mask.sum(1))
     inputs = {"prompt_ids": prompt, "prompt_mask": torch.ones_like(prompt), "completion_ids": completion,
               "completion_mask": completion_mask}
     return inputs, logp, mask, P

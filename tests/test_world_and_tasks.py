@@ -48,8 +48,8 @@ def test_corpus_mixes_its_document_kinds_in_the_stated_shares(w):
 def test_grammar_measure_accepts_corpus_sentences_and_rejects_word_salad(w):
     docs = [d for d in corpus.pretraining_corpus(w, corpus.CorpusConfig(n_documents=300)) if d.isascii()]
     stories = [d for d in docs if not any(ch.isupper() for ch in d) and "python" not in d]
-    assert world.grammatical_share(" ".join(stories)) > 0.97
-    assert world.grammatical_share("paris the lives . ada ada ada .") == 0.0
+    assert corpus.grammatical_share(" ".join(stories)) > 0.97
+    assert corpus.grammatical_share("paris the lives . ada ada ada .") == 0.0
 
 
 def test_cloze_probes_cover_every_fact(w):
