@@ -208,8 +208,10 @@ def ppo_loss(cfg: PPOConfig, log: list | None = None) -> Callable[[PolicyWithVal
         policy_loss, clip_frac = clipped_policy_loss(logp, batch["old_logp"], batch["advantages"], mask, cfg.clip)
         value_loss = clipped_value_loss(values * mask, batch["old_values"], batch["returns"], mask, cfg.value_clip)
         if log is not None:                                          # the KL is the rollout's policy's
-            log.append({**rollout_stats(batch, batch["old_logp"], mask), "epoch": int(batch["epoch"]),
-                        "clip_fraction": clip_frac.item(), "value_loss": value_loss.item(),
-                        "approx_kl": 0.5 * _masked_mean((logp.detach() - batch["old_logp"]) ** 2, mask).item()})
+            approx_kl = 0.5 * _masked_mean((logp.detach() - batch["old_logp"]) ** 2, mask)
+            stats = rollout_stats(batch, batch["old_logp"], mask, clip_fraction=clip_frac, value_loss=value_loss,
+                                  approx_kl=approx_kl)
+            ppo_only = {k: stats.pop(k) for k in ("clip_fraction", "value_loss", "approx_kl")}
+            log.append({**stats, "epoch": int(batch["epoch"]), **ppo_only})
         return policy_loss + cfg.vf_coef * value_loss
     return loss_fn

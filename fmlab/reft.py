@@ -183,9 +183,6 @@ class ReftModel(nn.Module):
             pos = self._positions
             if pos is None:
                 return None                                             # no edit: base model output
-            if int(pos.max()) >= out.size(1) or int(pos.min()) < 0:
-                raise ValueError(f"positions must lie in [0, {out.size(1)}) for this batch, got "
-                                 f"{int(pos.min())}..{int(pos.max())}")
             idx = pos.unsqueeze(-1).expand(-1, -1, out.size(-1))        # (B, k, C)
             edited = self.interventions[key](out.gather(1, idx))
             return out.scatter(1, idx, edited.to(out.dtype))
@@ -197,6 +194,9 @@ class ReftModel(nn.Module):
             if positions.dim() != 2 or positions.size(0) != tokens.size(0):
                 raise ValueError(f"positions must be (batch, k) with batch={tokens.size(0)}, got "
                                  f"{tuple(positions.shape)}")
+            if positions.numel() and bool(((positions < 0) | (positions >= tokens.size(1))).any()):   # once, not per block
+                raise ValueError(f"positions must lie in [0, {tokens.size(1)}) for this batch, got "
+                                 f"{int(positions.min())}..{int(positions.max())}")
         self._positions = positions
         try:
             return self.base_model(tokens)

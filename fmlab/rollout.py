@@ -183,9 +183,12 @@ def _scores(fn: Scorer | None, roll: Rollout, device: torch.device) -> torch.Ten
     return torch.tensor(values, device=device)
 
 
-def rollout_stats(batch: dict, logp: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+def rollout_stats(batch: dict, logp: torch.Tensor, mask: torch.Tensor, **extra: torch.Tensor) -> dict[str, float]:
     """What an RL loss logs per step: mean score and true_score, KL to the reference (nats per completion,
-    from the log-probs `logp` of the policy that sampled the batch) and completion length (tokens)."""
+    from the log-probs `logp` of the policy that sampled the batch) and completion length (tokens), then any
+    `extra` scalar tensors (PPO's clip fraction, ...) -- all read on the host at once (each read waits for a GPU)."""
     kl = ((logp.detach() - batch["ref_logp"]) * mask).sum(1)
-    return {"score": batch["score"].mean().item(), "true_score": batch["true_score"].mean().item(),
-            "kl": kl.mean().item(), "length": mask.sum(1).float().mean().item()}
+    named = {"score": batch["score"].mean(), "true_score": batch["true_score"].mean(), "kl": kl.mean(),
+             "length": mask.sum(1).float().mean(), **extra}
+    values = torch.stack([v.detach().double() for v in named.values()]).tolist()
+    return dict(zip(named, values))

@@ -180,6 +180,8 @@ class Tokenizer:
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         """Text of `ids`; bytes that do not form valid UTF-8 (a cut-off character) show as '\ufffd'."""
         out, n = [], len(self)
+        if hasattr(ids, "tolist"):            # a tensor: read it on the host once, not id by id
+            ids = ids.tolist()
         for i in ids:
             i = int(i)
             if not 0 <= i < n:
