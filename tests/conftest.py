@@ -16,3 +16,15 @@ def tiny_tok() -> Tokenizer:
 def tiny_model(tiny_tok) -> MiniGPT:
     torch.manual_seed(0)
     return MiniGPT(GPTConfig(vocab_size=len(tiny_tok), block_size=64, n_layer=2, n_head=2, n_embd=16))
+
+
+@pytest.fixture
+def tok() -> Tokenizer:
+    """A tokenizer of a few prompt/answer words (the RL and preference tests)."""
+    return Tokenizer.train(["tell me about ada . who is ben ? ada smiled . ben frowned . it was awful ."])
+
+
+@pytest.fixture
+def model(tok) -> MiniGPT:
+    torch.manual_seed(0)
+    return MiniGPT(GPTConfig(vocab_size=len(tok), block_size=32, n_layer=1, n_head=2, n_embd=16))

@@ -2,19 +2,6 @@ import pytest
 import torch
 
 from fmlab import preference, rollout
-from fmlab.gpt import GPTConfig, MiniGPT
-from fmlab.tokenizer import Tokenizer
-
-
-@pytest.fixture
-def tok() -> Tokenizer:
-    return Tokenizer.train(["tell me about ada . who is ben ? ada smiled . ben frowned . it was awful ."])
-
-
-@pytest.fixture
-def model(tok) -> MiniGPT:
-    torch.manual_seed(0)
-    return MiniGPT(GPTConfig(vocab_size=len(tok), block_size=32, n_layer=1, n_head=2, n_embd=16))
 
 
 def test_rubric_parts_follow_the_stated_rubric():
