@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import params
 
-__all__ = ["GPTConfig", "MiniGPT", "check_ids", "ids_to_device"]
+__all__ = ["GPTConfig", "MiniGPT", "check_ids", "ids_to", "ids_to_device"]
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,9 @@ class MiniGPT(nn.Module):
         if tokens.size(1) > self.cfg.block_size:
             raise ValueError(f"sequence of {tokens.size(1)} tokens is longer than the model's context "
                              f"({self.cfg.block_size}); shorten the prompt")
-        if getattr(tokens, "_checked_for_vocab", None) != self.cfg.vocab_size:   # see `ids_to_device`
+        if not _checked(tokens, self.cfg.vocab_size):   # see `ids_to`: checked on the host, not here
             check_ids(tokens, self.cfg.vocab_size)
+            _mark_checked(tokens, self.cfg.vocab_size)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         self._check(tokens)
@@ -163,13 +164,17 @@ class MiniGPT(nn.Module):
             raise ValueError(f"top_k must be >= 1 (or None for no limit), got {top_k}")
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if stop_token is not None and not 0 <= stop_token < self.cfg.vocab_size:
+            raise ValueError(f"stop_token {stop_token} is not in the vocabulary [0, {self.cfg.vocab_size}); "
+                             "pass the tokenizer's eos_id")
         hooked = any(b._forward_hooks or b._forward_pre_hooks for b in self.blocks)
         if type(self) is MiniGPT and not hooked and tokens.size(1) + max_new_tokens <= self.cfg.block_size:
             return self._generate_cached(tokens, max_new_tokens, temperature, top_k, stop_token, generator)
-        done = torch.zeros(tokens.size(0), dtype=torch.bool, device=tokens.device)
+        done = None                            # (B,) rows that stopped, made by _append
         for _ in range(max_new_tokens):       # the plain way: the whole (last block_size) prefix every step
             logits = self(tokens[:, -self.cfg.block_size:])[:, -1, :].float()   # (B, vocab)
             tokens, done = _append(tokens, _sample(logits, temperature, top_k, generator), stop_token, done)
+            _mark_checked(tokens, self.cfg.vocab_size)      # sampled ids index the vocabulary by construction
             if stop_token is not None and bool(done.all()):
                 break
         return tokens
@@ -180,7 +185,7 @@ class MiniGPT(nn.Module):
         for block in self.blocks:
             x, kv = _block_with_cache(block, x, None)
             cache.append(kv)
-        done = torch.zeros(tokens.size(0), dtype=torch.bool, device=tokens.device)
+        done = None                            # (B,) rows that stopped, made by _append
         for step in range(max_new_tokens):
             logits = self.head(self.ln_f(x[:, -1])).float()                     # (B, vocab)
             tokens, done = _append(tokens, _sample(logits, temperature, top_k, generator), stop_token, done)
@@ -189,7 +194,7 @@ class MiniGPT(nn.Module):
             x = self.tok_emb(tokens[:, -1:]) + self.pos_emb.weight[tokens.size(1) - 1]   # (B, 1, C)
             for i, block in enumerate(self.blocks):
                 x, cache[i] = _block_with_cache(block, x, cache[i])
-        return tokens
+        return _mark_checked(tokens, self.cfg.vocab_size)   # sampled ids index the vocabulary by construction
 
 
 def check_ids(tokens: torch.Tensor, vocab_size: int) -> None:
@@ -199,27 +204,55 @@ def check_ids(tokens: torch.Tensor, vocab_size: int) -> None:
                          "with this model's tokenizer?")
 
 
-def ids_to_device(tokens: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """`tokens` checked against `model`'s vocabulary on the host, then moved to the model's device.
+def ids_to(tokens: torch.Tensor, vocab_size: int, device: torch.device | str) -> torch.Tensor:
+    """`tokens` checked against a vocabulary of `vocab_size` where they are (on the host: free), then moved to
+    `device`; a model skips its own check for the tensor this returns and for slices of it.
 
     The check reads the ids' minimum and maximum; on a GPU, reading a device tensor makes the CPU wait for the
-    device, so checking at every forward pass would stall it.  Checked here, where the ids are still on the host,
-    it costs nothing, and the model skips the check for the tensor this returns.
+    device, so checking at every forward pass would stall it.  The mark lasts until the ids are changed in place.
     """
+    if not _checked(tokens, vocab_size):
+        check_ids(tokens, vocab_size)
+    return _mark_checked(tokens.to(device), vocab_size)
+
+
+def ids_to_device(tokens: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """`ids_to` the device of `model`, checked against its vocabulary (e.g. a prompt encoded on the host)."""
     core = next((m for m in model.modules() if isinstance(m, MiniGPT)), None)
     if core is None:
         return tokens.to(params.device_of(model))
-    check_ids(tokens, core.cfg.vocab_size)
-    moved = tokens.to(params.device_of(model))
-    moved._checked_for_vocab = core.cfg.vocab_size
-    return moved
+    return ids_to(tokens, core.cfg.vocab_size, params.device_of(model))
 
 
-def _append(tokens: torch.Tensor, nxt: torch.Tensor, stop_token: int | None, done: torch.Tensor):
+def _version(tokens: torch.Tensor) -> int | None:
+    try:
+        return tokens._version            # shared with views; an in-place change bumps it
+    except RuntimeError:                  # inference-mode tensors keep no version: never trusted
+        return None
+
+
+def _mark_checked(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    if _version(tokens) is not None:
+        tokens._checked_for_vocab = (vocab_size, _version(tokens))
+    return tokens
+
+
+def _checked(tokens: torch.Tensor, vocab_size: int) -> bool:
+    """Were these ids (or the tensor they are a view of) checked for `vocab_size` and not changed since?"""
+    return any(t is not None and _version(t) is not None
+               and getattr(t, "_checked_for_vocab", None) == (vocab_size, _version(t))
+               for t in (tokens, tokens._base))
+
+
+def _append(tokens: torch.Tensor, nxt: torch.Tensor, stop_token: int | None, done: torch.Tensor | None):
+    """tokens + the new ids nxt (B,); `done` (B,) marks rows that emitted stop_token and lives where nxt was
+    drawn, so a draw made on the host (a CPU generator) is checked for the stop without reading the device."""
+    if done is None:
+        done = torch.zeros(nxt.size(0), dtype=torch.bool, device=nxt.device)
     if stop_token is not None:                      # rows that already stopped keep emitting the stop token
         nxt = torch.where(done, torch.full_like(nxt, stop_token), nxt)
         done = done | (nxt == stop_token)
-    return torch.cat([tokens, nxt[:, None]], dim=1), done
+    return torch.cat([tokens, nxt.to(tokens.device)[:, None]], dim=1), done
 
 
 def _block_with_cache(block: Block, x: torch.Tensor, cache: tuple | None) -> tuple:
@@ -243,6 +276,6 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = F.softmax(logits, dim=-1)
-    if generator is not None and generator.device.type != probs.device.type:
-        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(probs.device)
+    if generator is not None and generator.device.type != probs.device.type:   # drawn (and left) on the host
+        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -173,7 +173,7 @@ def measure(model: torch.nn.Module, batch: dict, optimizer: torch.optim.Optimize
         raise ValueError("no trainable parameters: nothing to measure for training")
     opt = optimizer or torch.optim.AdamW(params, lr=0.0, weight_decay=0.0)
     device = params[0].device
-    batch = {k: v.to(device) for k, v in batch.items()}
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}   # ints (PPO epoch) stay
     cuda = device.type == "cuda"
     for step in range(2):
         opt.zero_grad(set_to_none=True)

@@ -179,7 +179,7 @@ def rollout_batches(agent: PolicyWithValue, ref_model: MiniGPT, reward_model: Re
             state["batch"] = _rollout(agent, ref_model, reward_model, tokenizer, prompts, cfg, batch_size,
                                       generator, true_score)
         state["calls"] += 1
-        return {**state["batch"], "epoch": torch.tensor(epoch)}
+        return {**state["batch"], "epoch": epoch}          # an int: stays on the host
     return get_batch
 
 
@@ -212,6 +212,6 @@ def ppo_loss(cfg: PPOConfig, log: list | None = None) -> Callable[[PolicyWithVal
             stats = rollout_stats(batch, batch["old_logp"], mask, clip_fraction=clip_frac, value_loss=value_loss,
                                   approx_kl=approx_kl)
             ppo_only = {k: stats.pop(k) for k in ("clip_fraction", "value_loss", "approx_kl")}
-            log.append({**stats, "epoch": int(batch["epoch"]), **ppo_only})
+            log.append({**stats, "epoch": batch["epoch"], **ppo_only})
         return policy_loss + cfg.vf_coef * value_loss
     return loss_fn

@@ -141,6 +141,11 @@ def prompt_positions(prompt_lengths: torch.Tensor, first: int, last: int) -> tor
     lengths = torch.as_tensor(prompt_lengths, dtype=torch.long).reshape(-1, 1)
     if lengths.numel() and int(lengths.min()) < 1:
         raise ValueError("a prompt has no tokens; every prompt needs at least one token to edit")
+    return _positions(lengths, first, last)
+
+
+def _positions(lengths: torch.Tensor, first: int, last: int) -> torch.Tensor:
+    """`prompt_positions` of lengths (B, 1) >= 1, already checked: every position lies in [0, length)."""
     head = torch.arange(first, device=lengths.device).expand(lengths.size(0), first)
     tail = lengths - last + torch.arange(last, device=lengths.device)
     return torch.cat([torch.minimum(head, lengths - 1), tail.clamp(min=0)], dim=1)
@@ -151,8 +156,8 @@ def positions_from_targets(targets: torch.Tensor, first: int, last: int) -> torc
     has_target = targets != IGNORE
     if not bool(has_target.any(dim=1).all()):
         raise ValueError("a row has no answer tokens (all targets are IGNORE); cannot find its prompt")
-    lengths = has_target.int().argmax(dim=1) + 1
-    return prompt_positions(lengths, first, last)
+    lengths = has_target.int().argmax(dim=1) + 1                   # >= 1 and <= targets.size(1) by construction
+    return _positions(lengths.reshape(-1, 1), first, last)
 
 
 class ReftModel(nn.Module):
@@ -189,6 +194,7 @@ class ReftModel(nn.Module):
         return edit
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        """Logits of `tokens` (B, T) with the edit at `positions` (B, k) in [0, T); None: no edit."""
         if positions is not None:
             positions = torch.as_tensor(positions, dtype=torch.long, device=tokens.device)
             if positions.dim() != 2 or positions.size(0) != tokens.size(0):
@@ -197,6 +203,11 @@ class ReftModel(nn.Module):
             if positions.numel() and bool(((positions < 0) | (positions >= tokens.size(1))).any()):   # once, not per block
                 raise ValueError(f"positions must lie in [0, {tokens.size(1)}) for this batch, got "
                                  f"{int(positions.min())}..{int(positions.max())}")
+        return self._edited(tokens, positions)
+
+    def _edited(self, tokens: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        """`forward` for positions made by `_positions` for these tokens: in range by construction, so not read
+        back from the device to be checked (on a GPU that read would stall every training step)."""
         self._positions = positions
         try:
             return self.base_model(tokens)
@@ -218,8 +229,15 @@ def apply(base_model: MiniGPT, cfg: ReftConfig) -> ReftModel:
 
 def reft_loss(model: ReftModel, batch: dict) -> torch.Tensor:
     """Next-token loss on the answer, with the edit on the batch's prompt positions (a `train` loss_fn)."""
-    pos = positions_from_targets(batch["targets"], model.cfg.first, model.cfg.last)
-    return lm_loss(model(batch["tokens"], pos), batch["targets"])
+    return lm_loss(model._edited(batch["tokens"], _target_positions(batch["tokens"], batch["targets"], model.cfg)),
+                   batch["targets"])
+
+
+def _target_positions(tokens: torch.Tensor, targets: torch.Tensor, cfg: ReftConfig) -> torch.Tensor:
+    """`positions_from_targets` for tokens of the targets' shape: then in [0, T), with no check on the device."""
+    if tokens.shape != targets.shape:
+        raise ValueError(f"tokens {tuple(tokens.shape)} and targets {tuple(targets.shape)} must have one shape")
+    return positions_from_targets(targets, cfg.first, cfg.last)
 
 
 class Deployed(nn.Module):
@@ -236,11 +254,13 @@ class Deployed(nn.Module):
         self.cfg = model.base_model.cfg          # the deployed model's GPTConfig (block size, vocabulary)
 
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        first, last = self.reft_model.cfg.first, self.reft_model.cfg.last
-        if targets is None:
-            lengths = torch.full((tokens.size(0),), tokens.size(1), device=tokens.device)
-            return self.reft_model(tokens, prompt_positions(lengths, first, last))
-        return self.reft_model(tokens, positions_from_targets(targets, first, last))
+        cfg = self.reft_model.cfg
+        if tokens.dim() != 2 or tokens.size(1) < 1:
+            raise ValueError(f"tokens must be (batch, time) with at least one token, got {tuple(tokens.shape)}")
+        if targets is None:                      # the whole row is the prompt: lengths T >= 1
+            lengths = torch.full((tokens.size(0), 1), tokens.size(1), device=tokens.device)
+            return self.reft_model._edited(tokens, _positions(lengths, cfg.first, cfg.last))
+        return self.reft_model._edited(tokens, _target_positions(tokens, targets, cfg))
 
 
 def deploy(model: ReftModel) -> Deployed:

@@ -55,9 +55,9 @@ class RewardModel(nn.Module):
 
     def forward(self, tokens: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         device = self.offset.device                             # inputs follow the model, wherever they come from
-        tokens, length = tokens.to(device), length.to(device)
-        if length.min() < 1 or length.max() > tokens.size(1):
+        if bool(((length < 1) | (length > tokens.size(1))).any()):   # one read (free where length is on the host)
             raise ValueError("each length must lie in [1, tokens.size(1)]: it marks the last real token")
+        tokens, length = tokens.to(device), length.to(device)
         hidden = self.body(tokens)                             # (B, T, C): body.head is the identity
         last = hidden[torch.arange(tokens.size(0), device=tokens.device), length - 1]   # (B, C)
         return (self.score_head(last).squeeze(-1).float() - self.offset) / self.scale   # (B,), fp32

@@ -148,7 +148,7 @@ def policy_report(policy: MiniGPT, ref_model: MiniGPT, reward_model: RewardModel
     ref_tok, mask = token_logprobs(ref_model, b["tokens"], b["prompt_len"], b["length"])
     pol_seq = sequence_logprobs(policy, b["tokens"], b["prompt_len"], b["length"])
     truth = [true_score(p["person"], t) for p, t in zip(prompts, roll.texts)]
-    rewards = reward_model(b["tokens"], b["length"])
+    rewards = reward_model(b["tokens"], roll.length)                   # lengths checked on the host
     return {"reward": rewards.mean().item(), "rewards": rewards.tolist(),
             "true_score": sum(truth) / len(truth), "scores": truth, "texts": roll.texts,
             "kl": (pol_seq - ref_tok.sum(1)).mean().item(),

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .batches import pad_sequences
-from .gpt import MiniGPT, ids_to_device
+from .gpt import MiniGPT, ids_to, ids_to_device
 from .params import device_of, evaluating
 from .tokenizer import Tokenizer
 
@@ -50,11 +50,12 @@ class Rollout:
     length: torch.Tensor       # (N,) tokens of prompt + completion (the rest is padding)
     prompts: list[dict]        # the N prompt dicts
     texts: list[str]           # the N completions as text
+    vocab_size: int | None = None   # the policy's vocabulary: the ids are checked on the host before a move
 
     def batch(self, device: torch.device | str = "cpu") -> dict:
         """{'tokens', 'prompt_len', 'length'} on `device`."""
-        return {"tokens": self.tokens.to(device), "prompt_len": self.prompt_len.to(device),
-                "length": self.length.to(device)}
+        tokens = self.tokens.to(device) if self.vocab_size is None else ids_to(self.tokens, self.vocab_size, device)
+        return {"tokens": tokens, "prompt_len": self.prompt_len.to(device), "length": self.length.to(device)}
 
 
 def sample(policy: MiniGPT, tokenizer: Tokenizer, prompts: Sequence[dict], max_new_tokens: int = 10,
@@ -80,7 +81,7 @@ def sample(policy: MiniGPT, tokenizer: Tokenizer, prompts: Sequence[dict], max_n
                 rows[i] = encoded[i] + (new[:new.index(eos) + 1] if eos in new else new)
     b = pad_sequences(rows, [len(e) for e in encoded], tokenizer.pad_id)
     texts = completion_texts(tokenizer, b["tokens"], b["prompt_len"], b["length"])
-    return Rollout(b["tokens"], b["prompt_len"], b["length"], list(prompts), texts)
+    return Rollout(b["tokens"], b["prompt_len"], b["length"], list(prompts), texts, policy.cfg.vocab_size)
 
 
 def completion_texts(tokenizer: Tokenizer, tokens: torch.Tensor, prompt_len: torch.Tensor,
@@ -170,7 +171,7 @@ def sample_rollout(policy: MiniGPT, ref_model: MiniGPT, tokenizer: Tokenizer, pr
     device = device_of(policy)
     b = roll.batch(device)
     if reward_model is not None:
-        b["score"] = reward_model(b["tokens"], b["length"]).float()
+        b["score"] = reward_model(b["tokens"], roll.length).float()     # lengths checked on the host
     else:
         b["score"] = _scores(score, roll, device)
     b["ref_logp"] = token_logprobs(ref_model, b["tokens"], b["prompt_len"], b["length"])[0]

@@ -125,8 +125,10 @@ def _read_losses(pending: list[tuple[dict, torch.Tensor]]) -> None:
 
 
 def _to_device(batch: dict, model: torch.nn.Module, device: torch.device) -> dict:
-    """The batch on the model's device; token ids checked on the host first (`gpt.ids_to_device`)."""
-    return {k: ids_to_device(v, model) if k == "tokens" else v.to(device) for k, v in batch.items()}
+    """The batch's tensors on the model's device, token ids checked on the host first (`gpt.ids_to_device`);
+    anything else (e.g. PPO's epoch number) stays on the host."""
+    return {k: ids_to_device(v, model) if k == "tokens" else v.to(device) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
 
 
 def _evaluate(model: torch.nn.Module, evals: dict[str, Callable]) -> dict[str, float]:
