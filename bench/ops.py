@@ -206,7 +206,8 @@ def run_one(path: str) -> dict:
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)
         except Exception as e:  # report in the table
-            error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:160]
+            what = f"{getattr(e, 'ename', '')}: {getattr(e, 'evalue', '')}" if hasattr(e, "ename") else str(e)
+            error = f"{type(e).__name__} in cell {index}: {what.splitlines()[0] if what else ''}"[:200]
     report = {}
     for out in nb.cells[-1].get("outputs", []):
         for line in out.get("text", "").splitlines():

@@ -53,6 +53,7 @@ class Run:
     finish: Callable[[], float] | None = None         # a second stage after the loop (domain: the labels); its seconds
     memory_batches: batches.Batcher | None = None     # for the memory step, if `batches` must not be disturbed (PPO)
     notes: dict = field(default_factory=dict)         # method-specific measurements for the notebook
+    val_score: Callable[[], float] | None = None      # the target metric on validation data (early stopping)
 
 
 @dataclass(frozen=True)
@@ -116,15 +117,21 @@ def _base_identical(state: dict, base_model: MiniGPT) -> bool:
 
 
 def run(method, base_model: MiniGPT, tokenizer: Tokenizer, base: General, steps: int | None = None,
-        seed: int = 0, memory_batch: int = 16) -> Row:
+        seed: int = 0, memory_batch: int = 16, stop_at: float | None = None, check_every: int = 5) -> Row:
     """Train a fresh copy of `base_model` with `method` and measure it (the shipped model is not touched).
 
     method: one of this module's method dataclasses (anything with a ``name`` and ``setup(base_model, tokenizer,
     steps, seed) -> Run``).  base: `general_reference(base_model, tokenizer)`, measured once.  steps: the budget
     (default: the method's recipe).  memory_batch: examples in the batch the step memory is measured on.
+    stop_at: early stopping -- the target metric on *validation* data is checked every `check_every` steps and
+    training stops at the first check that reaches it (methods compared at a matched target, not a matched
+    number of steps; the row's ``steps`` is then the steps actually taken).  Only for methods with a validation
+    metric (the sentiment rows: full fine-tuning, LoRA, ReFT, distillation).
     """
     if steps is not None and steps < 1:
         raise ValueError(f"steps must be >= 1 (optimizer steps of the budget), got {steps}")
+    if check_every < 1:
+        raise ValueError(f"check_every must be >= 1 step, got {check_every}")
     torch.manual_seed(seed)
     r = method.setup(base_model, tokenizer, steps or method.cfg.steps, seed)
     trainable, deployed_total = params.count(r.model)["trainable"], params.count(r.deployed)["total"]
@@ -132,13 +139,23 @@ def run(method, base_model: MiniGPT, tokenizer: Tokenizer, base: General, steps:
     batch = (r.memory_batches or r.batches)(memory_batch, torch.Generator().manual_seed(seed + 1))
     mem = memory.measure(r.model, batch, loss_fn=r.loss_fn)
     mem = dataclasses.replace(mem, weights=mem.weights + sum(params.nbytes(m) for m in r.held.values()))
-    history = train(r.model, r.batches, dataclasses.replace(r.cfg, seed=seed, progress=False), loss_fn=r.loss_fn)
-    loop_s = float(history["seconds"].iloc[-1])
+    early = {}
+    if stop_at is not None:
+        if r.val_score is None:
+            raise ValueError(f"{method.name} has no validation metric to stop on; use stop_at=None (a fixed budget)")
+        val_score = r.val_score
+        early = dict(evals={"val": lambda _: val_score()}, until=lambda row: row["val"] >= stop_at)
+    cfg = dataclasses.replace(r.cfg, seed=seed, progress=False, eval_every=check_every if early else r.cfg.eval_every)
+    history = train(r.model, r.batches, cfg, loss_fn=r.loss_fn, **early)
+    loop_s, taken = float(history["seconds"].iloc[-1]), int(history["step"].iloc[-1])
+    if early:
+        r.notes["stopped at step"] = taken
+        r.notes["validation target reached"] = bool(history["val"].iloc[-1] >= stop_at)
     extra = r.extra_seconds + (r.finish() if r.finish else 0.0)
     after = r.score()                                  # train() leaves the model in evaluation mode
     general = general_ability(r.deployed, tokenizer, r.forward)
     return Row(method=method.name, trainable=trainable, trainable_pct=100 * trainable / deployed_total,
-               models_held=1 + len(r.held), memory=mem, step_s=loop_s / r.cfg.steps, steps=r.cfg.steps,
+               models_held=1 + len(r.held), memory=mem, step_s=loop_s / taken, steps=taken,
                batch_size=r.cfg.batch_size, train_s=loop_s + extra, metric=r.metric, target=r.target,
                before=before, after=after, perplexity=general.perplexity, fact_recall=general.fact_recall,
                perplexity_change=general.perplexity / base.perplexity - 1,
@@ -169,7 +186,9 @@ def _sentiment(model: nn.Module, tokenizer: Tokenizer, block: int, cfg: TrainCon
     run = {"score": lambda: evaluate.accuracy(model, tokenizer, data["test"]), "deployed": model,
            "batches": batches.instruction_batches(tokenizer, data["train"], block),
            "data": f"{_n(len(data['train']))} labelled examples", **run}
-    return Run(model=model, cfg=_budget(cfg, steps), metric="accuracy", target="sentiment accuracy (test)", **run)
+    deployed, forward = run["deployed"], run.get("forward")
+    return Run(model=model, cfg=_budget(cfg, steps), metric="accuracy", target="sentiment accuracy (test)",
+               val_score=lambda: evaluate.accuracy(deployed, tokenizer, data["val"], forward=forward), **run)
 
 
 # --- supervised fine-tuning: full, LoRA, ReFT, multitask ------------------------------------------------
@@ -284,6 +303,7 @@ class Distillation:
     student_pretrain: TrainConfig = dataclasses.replace(foundation.PRETRAIN, steps=300, warmup=30)
     cfg: TrainConfig = dataclasses.replace(recipes.SENTIMENT_FT, steps=200, warmup=20)
     speed_prompts: int = 40                            # test prompts answered one at a time to time serving
+    compare_hard_labels: bool = True                   # also train the same pre-trained student on the labels alone
 
     def setup(self, base_model: MiniGPT, tokenizer: Tokenizer, steps: int, seed: int) -> Run:
         data = foundation.load_task(recipes.SENTIMENT_TASK)
@@ -296,6 +316,7 @@ class Distillation:
         h2 = train(student, batches.lm_batches(foundation.corpus_stream("pretrain"), cfg.block_size),
                    dataclasses.replace(self.student_pretrain, seed=seed, progress=False))
         spent = float(h["seconds"].iloc[-1] + h2["seconds"].iloc[-1])
+        plain = copy.deepcopy(student) if self.compare_hard_labels else None
         params.freeze(teacher)
         soft = distill.soft_target_batches(teacher, tokenizer, data["train"], cfg.block_size)
         speed = {name: distill.generation_speed(m, tokenizer, data["test"][:self.speed_prompts])
@@ -305,9 +326,19 @@ class Distillation:
                  "student parameters": params.count(student)["total"],
                  **{f"{name} FLOPs per answer": s["flops_per_answer"] for name, s in speed.items()},
                  **{f"{name} ms per answer": s["ms_per_answer"] for name, s in speed.items()}}
+
+        def control() -> float:   # the same pre-trained student, the same schedule and steps, the labels alone
+            cfg = dataclasses.replace(_budget(self.cfg, steps), seed=seed, progress=False)
+            taken = notes.get("stopped at step", cfg.steps)               # as many steps as distillation took
+            train(plain, train_batches, dataclasses.replace(cfg, eval_at=(taken,)), until=lambda row: row["step"] >= taken)
+            notes["student on the labels alone (test)"] = evaluate.accuracy(plain, tokenizer, data["test"])
+            notes["student on the labels alone, general perplexity"] = general_ability(plain, tokenizer).perplexity
+            return 0.0                                                    # a control: not part of the method's cost
+
         return _sentiment(student, tokenizer, cfg.block_size, self.cfg, steps, batches=soft,
                           loss_fn=distill.distillation_loss_fn(self.temperature, self.label_weight),
                           held={"teacher": teacher}, extra_seconds=spent, notes=notes,
+                          finish=control if plain is not None else None,
                           data=f"{_n(len(data['train']))} labelled examples + the teacher's outputs")
 
 

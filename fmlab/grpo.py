@@ -76,17 +76,22 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
 
 
 def rollout_batches(policy: MiniGPT, ref_model: MiniGPT, tokenizer: Tokenizer, prompts: Sequence[dict],
-                    score: Scorer, cfg: GRPOConfig = GRPOConfig(), true_score: Scorer | None = None) -> Callable:
+                    score: Scorer | None, cfg: GRPOConfig = GRPOConfig(), true_score: Scorer | None = None, *,
+                    reward_model: torch.nn.Module | None = None) -> Callable:
     """A batcher for `train`: batch_size // group prompts, `group` samples each, scored by score(prompt, text).
 
+    GRPO is an optimizer, not a reward: with ``score=None, reward_model=rm`` the samples are scored by a learned
+    reward model instead (as DeepSeekMath ran GRPO).
     true_score: an optional second checker that is logged but not trained on (e.g. the strict checker while
     training on the loose one), carried as ``batch["true_score"]`` (`fmlab.rollout`'s vocabulary).
     """
+    if (reward_model is None) == (score is None):
+        raise ValueError("give the policy one reward: score=checker, or score=None and reward_model=rm")
 
     def get_batch(batch_size: int, generator: torch.Generator) -> dict:
         b, _ = sample_rollout(policy, ref_model, tokenizer, prompts, batch_size, generator, group=cfg.group,
                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, score=score,
-                              true_score=true_score)
+                              reward_model=reward_model, true_score=true_score)
         return {**b, "advantages": group_advantages(b["score"], cfg.group)}
     return get_batch
 

@@ -43,7 +43,7 @@ from . import preference
 from .gpt import MiniGPT
 from .params import device_of
 from .reward import RewardModel
-from .rollout import (check_rollout_settings, rollout_stats, sample, sample_rollout, sequence_logprobs,
+from .rollout import (Scorer, check_rollout_settings, rollout_stats, sample, sample_rollout, sequence_logprobs,
                       token_logprobs)
 from .tokenizer import Tokenizer
 
@@ -84,21 +84,27 @@ def _by_person(true_score: Callable[[str, str], float] | None):
     return (lambda prompt, text: true_score(prompt["person"], text)) if true_score else None
 
 
-def rollout_batches(policy: MiniGPT, ref_model: MiniGPT, reward_model: RewardModel, tokenizer: Tokenizer,
+def rollout_batches(policy: MiniGPT, ref_model: MiniGPT, reward_model: RewardModel | None, tokenizer: Tokenizer,
                     prompts: Sequence[dict], cfg: RLConfig = RLConfig(),
-                    true_score: Callable[[str, str], float] | None = None) -> Callable:
+                    true_score: Callable[[str, str], float] | None = None, *,
+                    score: Scorer | None = None) -> Callable:
     """A batcher for `train`: sample `batch_size` completions from the *current* policy and score them.
 
-    Each batch carries the reward model's ``score`` (trained on), the reference log-probs and, if
-    ``true_score(person, text)`` is given (e.g. `preference.rubric`), the ``true_score`` of every sample (logged).
+    Each batch carries the ``score`` it is trained on -- the reward model's, or, with ``reward_model=None``,
+    ``score(prompt, text)`` (a checker program: the same optimizer on a verifiable reward) -- the reference
+    log-probs and, if ``true_score(person, text)`` is given (e.g. `preference.rubric`), the ``true_score`` of every
+    sample (logged).
     """
     if not prompts:
         raise ValueError("no prompts for RL")
+    if (reward_model is None) == (score is None):
+        raise ValueError("give the policy one reward: a reward_model, or reward_model=None and score=checker")
+    by_person = _by_person(true_score)
 
     def get_batch(batch_size: int, generator: torch.Generator) -> dict:
         return sample_rollout(policy, ref_model, tokenizer, prompts, batch_size, generator, group=cfg.group,
                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                              reward_model=reward_model, true_score=_by_person(true_score))[0]
+                              reward_model=reward_model, score=score, true_score=by_person)[0]
     return get_batch
 
 

@@ -140,12 +140,15 @@ def train(model: torch.nn.Module, batches: Batcher, cfg: TrainConfig = TrainConf
           loss_fn: Callable[[torch.nn.Module, dict], torch.Tensor] = default_loss,
           evals: dict[str, Callable[[torch.nn.Module], float]] | None = None,
           params: list[torch.nn.Parameter] | None = None,
-          callback: Callable[[pd.DataFrame], None] | None = None, callback_every: int = 50) -> pd.DataFrame:
+          callback: Callable[[pd.DataFrame], None] | None = None, callback_every: int = 50,
+          until: Callable[[dict], bool] | None = None) -> pd.DataFrame:
     """Train `model` in place; returns the history, one row per step (row 0 = evaluation before training).
 
     params: what to optimise (default: every parameter with requires_grad, gathered once).
     evals: name -> fn(model) -> float, run at eval_at / every eval_every steps and at the last step.
     callback: called with the history so far every `callback_every` steps (live plots).
+    until: early stopping -- after each evaluation, ``until(row)`` (the row's step, loss and evals); True stops
+    training there, e.g. ``until=lambda row: row["val_accuracy"] >= 0.95`` (the schedule is still cfg.steps long).
     """
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -189,10 +192,15 @@ def train(model: torch.nn.Module, batches: Batcher, cfg: TrainConfig = TrainConf
         show = callback and ((step + 1) % callback_every == 0 or step + 1 == cfg.steps)
         if step + 1 in eval_steps or show or (step + 1) % READ_LOSS_EVERY == 0:
             _read_losses(pending)                # raises if a loss became inf or nan
+        stop = False
         if step + 1 in eval_steps:
             row.update(_evaluate(model, evals))
-        if show:
+            stop = until is not None and bool(until(row))
+        if show or (stop and callback):
             callback(pd.DataFrame(rows))
         start += time.perf_counter() - paused    # evaluation and plotting are not training time
+        if stop:
+            _read_losses(pending)
+            break
     model.eval()
     return pd.DataFrame(rows)

@@ -137,3 +137,27 @@ def test_bad_budget_names_the_fix(shipped):
     model, tok, base = shipped
     with pytest.raises(ValueError, match="steps must be >= 1"):
         compare.run(compare.FullFineTuning(), model, tok, base, steps=0)
+
+
+def test_early_stopping_compares_at_a_matched_target(shipped):
+    model, tok, base = shipped
+    row = compare.run(compare.FullFineTuning(), model, tok, base, steps=40, stop_at=0.0, check_every=2)
+    assert row.steps == 2 and row.notes["stopped at step"] == 2       # any accuracy >= 0: the first check stops it
+    assert row.notes["validation target reached"] and row.step_s == pytest.approx(row.train_s / 2)
+    row = compare.run(compare.FullFineTuning(), model, tok, base, steps=4, stop_at=1.01, check_every=2)
+    assert row.steps == 4 and not row.notes["validation target reached"]   # unreachable: the whole budget
+    with pytest.raises(ValueError, match="no validation metric"):
+        compare.run(compare.Multitask(), model, tok, base, steps=2, stop_at=0.9)
+    with pytest.raises(ValueError, match="check_every"):
+        compare.run(compare.FullFineTuning(), model, tok, base, steps=2, stop_at=0.9, check_every=0)
+
+
+def test_distillation_control_trains_the_same_student_on_the_labels_alone(shipped):
+    model, tok, base = shipped
+    method = compare.Distillation(student_pretrain=TrainConfig(steps=2, batch_size=8, lr=3e-3, warmup=0))
+    row = compare.run(method, model, tok, base, steps=3)
+    assert 0 <= row.notes["student on the labels alone (test)"] <= 1
+    assert row.notes["student on the labels alone, general perplexity"] > 1
+    off = compare.run(dataclasses.replace(method, compare_hard_labels=False), model, tok, base, steps=3)
+    assert "student on the labels alone (test)" not in off.notes
+    assert off.after == row.after and off.perplexity == row.perplexity     # the control leaves the row unchanged

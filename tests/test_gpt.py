@@ -84,3 +84,40 @@ def test_bad_inputs_get_clear_errors(tiny_model):
     for bad in ({"n_head": 0}, {"vocab_size": 0}, {"n_embd": 30, "n_head": 4}, {"dropout": 1.0}):
         with pytest.raises(ValueError):
             GPTConfig(**{"vocab_size": 10, **bad})
+
+
+def _host_reads(fn):
+    """How many times `fn` reads a tensor's value on the host (what makes a CPU wait for a GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        reads = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ in ("_local_scalar_dense", "is_nonzero", "equal"):
+                Count.reads += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.reads
+
+
+def test_ids_are_checked_once_where_they_are_made(tiny_model):
+    from fmlab.gpt import ids_to
+    V = tiny_model.cfg.vocab_size
+    host = torch.randint(0, V, (2, 8))
+    on_device = ids_to(host, V, "cpu")
+    assert _host_reads(lambda: tiny_model(on_device)) == 0          # checked already: no read per forward
+    assert _host_reads(lambda: tiny_model(on_device[:, :-1])) == 0  # a slice of checked ids holds checked ids
+    fresh = host.clone()
+    assert _host_reads(lambda: tiny_model(fresh)) > 0                # never checked: the model checks it
+    out = tiny_model.generate(on_device, 3, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert _host_reads(lambda: tiny_model(out)) == 0                 # generated ids index the vocabulary
+    on_device[0, 0] = V + 5                                          # changed in place: the mark is gone
+    with pytest.raises(ValueError, match="token ids must lie in"):
+        tiny_model(on_device)
+    with pytest.raises(ValueError, match="token ids must lie in"):
+        tiny_model(on_device[:, :-1])                                # nor do its views keep it
+    with pytest.raises(ValueError, match="stop_token"):
+        tiny_model.generate(fresh[:1], 2, stop_token=V)

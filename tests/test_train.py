@@ -126,3 +126,20 @@ def test_losses_are_the_same_whenever_they_are_read(tiny_tok, tiny_model, monkey
     monkeypatch.setattr(train_mod, "READ_LOSS_EVERY", 1)
     b = train(copy.deepcopy(tiny_model), lm_batches(stream, 16), cfg)["loss"].tolist()
     assert a[1:] == b[1:] and all(math.isfinite(x) for x in a[1:])
+
+
+def test_early_stopping_stops_at_the_first_check_that_meets_the_target():
+    torch.manual_seed(0)
+    model = MiniGPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    stream = torch.arange(400) % 20
+    seen = []
+
+    def loss_now(m):
+        seen.append(1)
+        return float(len(seen))                     # 1, 2, 3, ... at steps 0, 5, 10, ...
+    h = train(model, lm_batches(stream, 8), dataclasses.replace(CFG, steps=40, eval_every=5),
+              evals={"check": loss_now}, until=lambda row: row["check"] >= 3)
+    assert h["step"].iloc[-1] == 10 and len(h) == 11          # stopped after the third check, at step 10
+    assert not h["loss"].iloc[1:].isna().any()                # every step's loss was read
+    _, full = _run(steps=40)
+    assert h["loss"].iloc[1:].tolist() == full["loss"].iloc[1:11].tolist()   # the same steps up to the stop
