@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from fmlab import params, preference, reward, rlhf
+from fmlab import grpo, params, preference, reward, rlhf
 from fmlab.train import TrainConfig, train
 
 
@@ -46,3 +46,26 @@ def test_rl_step_runs_in_the_training_loop_and_starts_at_zero_kl(tiny_model, tin
     assert set(log[0]) == {"score", "true_score", "kl", "length"}            # rollout.rollout_stats
     with pytest.raises(ValueError, match="multiple of group"):
         batches(3, torch.Generator())
+
+
+def test_the_reward_is_a_choice_apart_from_the_optimizer(tiny_model, tiny_tok):
+    """The policy gradient on a checker program, GRPO on a reward model: the same batches, another score."""
+    ref, policy = params.freeze(copy.deepcopy(tiny_model)), copy.deepcopy(tiny_model)
+    rm = params.freeze(reward.RewardModel(tiny_model))
+    prompts = [{"prompt": "ada lives in", "answer": "paris", "person": "ada"}]
+    says_paris = lambda p, text: float(p["answer"] in text.split())       # noqa: E731
+    cfg = rlhf.RLConfig(beta=0.1, group=2, max_new_tokens=3)
+    checked = rlhf.rollout_batches(policy, ref, None, tiny_tok, prompts, cfg, score=says_paris)(4, torch.Generator().manual_seed(0))
+    scored = rlhf.rollout_batches(policy, ref, rm, tiny_tok, prompts, cfg)(4, torch.Generator().manual_seed(0))
+    assert torch.equal(checked["tokens"], scored["tokens"])               # same samples ...
+    assert set(checked["score"].tolist()) <= {0.0, 1.0}                   # ... the checker's verdicts
+    torch.testing.assert_close(scored["score"], rm(scored["tokens"], scored["length"]))   # ... the reward model's
+    gcfg = grpo.GRPOConfig(group=2, max_new_tokens=3)
+    g = grpo.rollout_batches(policy, ref, tiny_tok, prompts, None, gcfg, reward_model=rm)(4, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(g["score"], rm(g["tokens"], g["length"]))
+    torch.testing.assert_close(g["advantages"], grpo.group_advantages(g["score"], 2))
+    for bad in (dict(reward_model=None), dict(reward_model=rm, score=says_paris)):
+        with pytest.raises(ValueError, match="one reward"):
+            rlhf.rollout_batches(policy, ref, bad["reward_model"], tiny_tok, prompts, cfg, score=bad.get("score"))
+    with pytest.raises(ValueError, match="one reward"):
+        grpo.rollout_batches(policy, ref, tiny_tok, prompts, None, gcfg)
