@@ -199,8 +199,7 @@ def train(model: torch.nn.Module, batches: Batcher, cfg: TrainConfig = TrainConf
         if show or (stop and callback):
             callback(pd.DataFrame(rows))
         start += time.perf_counter() - paused    # evaluation and plotting are not training time
-        if stop:
-            _read_losses(pending)
+        if stop:                                 # an evaluation step: its losses were read above
             break
     model.eval()
     return pd.DataFrame(rows)
